@@ -1,0 +1,46 @@
+import { fillerSentences, insertAtDepths, repeatedFiller } from './filler';
+import type { Rng } from './rng';
+import { chat, type TaskOptions, type TaskSample } from './types';
+
+export interface NiahOptions extends TaskOptions {
+  /** Number of key/value needles in the haystack (default 4); one of them is asked for. */
+  keys?: number;
+  /** Digits per value (default 6). */
+  valueDigits?: number;
+}
+
+const KEY_WORDS = [
+  'apple', 'river', 'candle', 'falcon', 'garden', 'harbor', 'island', 'jacket', 'kettle',
+  'lantern', 'meadow', 'needle', 'orange', 'pepper', 'quartz', 'rabbit', 'saddle', 'tiger',
+  'velvet', 'window', 'yellow', 'zebra', 'anchor', 'bridge', 'copper', 'dragon', 'engine',
+  'forest', 'guitar', 'hammer', 'violet', 'marble', 'pillow', 'rocket', 'silver', 'tunnel',
+  'walnut', 'basket', 'cactus', 'dolphin', 'feather', 'glacier', 'helmet', 'jungle', 'kitten',
+  'lemon', 'mirror', 'nutmeg', 'oyster', 'puzzle', 'ribbon', 'spider', 'tomato', 'violin',
+];
+
+/**
+ * Multi-key needle in a haystack (RULER's "multikey" flavour): several lines
+ * "The special magic number for KEY is: VALUE." at random depths in real text; the question
+ * asks for one key's value. `meta.depth` is the depth of the asked-for needle.
+ */
+export function niah(rng: Rng, opts: NiahOptions): TaskSample {
+  const n = opts.keys ?? 4;
+  const keys = rng.shuffle(KEY_WORDS.slice()).slice(0, n);
+  const values = keys.map(() => rng.digits(opts.valueDigits ?? 6));
+  const target = rng.int(0, n - 1);
+  const depths = keys.map((_, i) => (i === target && opts.depth !== undefined ? opts.depth : rng.next()));
+  const needles = keys.map((k, i) => ({ text: `The special magic number for ${k} is: ${values[i]}.`, depth: depths[i]! }));
+  const header = 'Some special magic numbers are hidden in the text below. Memorize them.';
+  const question = `What is the special magic number for ${keys[target]}?`;
+  const cue = `The special magic number for ${keys[target]} is:`;
+  const fixed = header.length + needles.reduce((a, x) => a + x.text.length + 1, 0) + question.length + cue.length + 4;
+  const filler = fillerSentences(opts.filler ?? repeatedFiller(), rng, opts.targetChars - fixed);
+  const context = `${header}\n${insertAtDepths(filler, needles)}`;
+  return {
+    task: 'niah',
+    prompt: `${context}\n${question} ${cue}`,
+    answer: ` ${values[target]}`,
+    messages: chat(context, question, values[target]!),
+    meta: { depth: depths[target], keys, values, target, filler: (opts.filler ?? repeatedFiller()).name },
+  };
+}
