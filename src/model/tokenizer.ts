@@ -65,6 +65,7 @@ export class Tokenizer {
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    if (ids.length === 0) return ''; // the library rejects empty input
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? true });
   }
 
