@@ -176,12 +176,9 @@ export class HfChatTemplate {
         add_generation_prompt: options.addGenerationPrompt ?? true,
         bos_token: this.context.bosToken ?? '',
         eos_token: this.context.eosToken ?? '',
-        raise_exception: (message: unknown) => {
-          throw new InvalidArgumentError(`chat template: ${String(message)}`);
-        },
       });
     } catch (e) {
-      if (e instanceof InvalidArgumentError) throw e;
+      // Includes the template's own raise_exception('...') (provided by @huggingface/jinja).
       throw new InvalidArgumentError(`chat template failed to render: ${(e as Error).message}`);
     }
     return { prompt, prefixTokenIds: [], stopStrings: [], stopTokenIds: [...(this.context.eosTokenIds ?? [])] };
