@@ -204,21 +204,6 @@ function getNormalTable(): Float32Array {
   return normalTable;
 }
 
-/** `n` values mean + std * N(0, 1), deterministic in `seed`. */
-export function randomNormal(n: number, seed: number, std = 1, mean = 0): Float32Array {
-  const table = getNormalTable();
-  const next = rng(seed);
-  const out = new Float32Array(n);
-  let i = 0;
-  for (; i + 1 < n; i += 2) {
-    const r = next();
-    out[i] = mean + std * table[r & 0xffff]!;
-    out[i + 1] = mean + std * table[r >>> 16]!;
-  }
-  if (i < n) out[i] = mean + std * table[next() & 0xffff]!;
-  return out;
-}
-
 export interface RandomModelOptions {
   /** Std of projection matrices and embeddings (default 0.02, the usual init). */
   std?: number;
@@ -229,9 +214,44 @@ export interface RandomModelOptions {
 }
 
 /**
+ * Raw bytes of `n` values mean + std * N(0, 1) in `dtype`, deterministic in `seed`. Values
+ * come from a 65536-entry quantile table already encoded in `dtype`, so a 500M-parameter
+ * model takes seconds, and f16/bf16 values are exactly the rounded f32 ones.
+ */
+function randomBytes(n: number, seed: number, dtype: TensorDtype, std: number, mean: number): Uint8Array {
+  const table = getNormalTable();
+  const scaled = new Float32Array(65536);
+  for (let i = 0; i < 65536; i++) scaled[i] = mean + std * table[i]!;
+  const next = rng(seed);
+  if (dtype === 'f32') {
+    const out = new Float32Array(n);
+    let i = 0;
+    for (; i + 1 < n; i += 2) {
+      const r = next();
+      out[i] = scaled[r & 0xffff]!;
+      out[i + 1] = scaled[r >>> 16]!;
+    }
+    if (i < n) out[i] = scaled[next() & 0xffff]!;
+    return new Uint8Array(out.buffer);
+  }
+  const encoded = new Uint16Array(encodeFromFloat32(scaled, dtype).buffer);
+  const out = new Uint16Array(n);
+  let i = 0;
+  for (; i + 1 < n; i += 2) {
+    const r = next();
+    out[i] = encoded[r & 0xffff]!;
+    out[i + 1] = encoded[r >>> 16]!;
+  }
+  if (i < n) out[i] = encoded[next() & 0xffff]!;
+  return new Uint8Array(out.buffer);
+}
+
+/**
  * Random weights shaped by `config` under HF names (untied models get an lm_head):
  * matrices N(0, 0.02^2), norm weights 1 + N(0, 0.1^2), biases N(0, 0.02^2). Each tensor's
- * values depend only on (seed, its name), not on the order tensors are built in.
+ * values depend only on (seed, its name), and the f16/bf16 models are the f32 one rounded.
+ * Note: validateWeights rejects f16 weights for a config declaring bf16 (and vice versa);
+ * pass `{ ...config, torchDtype: dtype }` when the config came from a real checkpoint.
  */
 export function randomModel(config: ModelConfig, dtype: TensorDtype = 'f32', seed = 0, options: RandomModelOptions = {}): WeightSet {
   const std = options.std ?? 0.02;
@@ -241,12 +261,12 @@ export function randomModel(config: ModelConfig, dtype: TensorDtype = 'f32', see
   for (const [name, shape] of expectedTensorShapes(config)) {
     const n = numel(shape);
     const s = (hashString(name) ^ Math.imul(seed >>> 0, 0x9e3779b1)) >>> 0;
-    const values = name.endsWith('norm.weight')
-      ? randomNormal(n, s, jitter, 1)
+    const data = name.endsWith('norm.weight')
+      ? randomBytes(n, s, dtype, jitter, 1)
       : name.endsWith('.bias')
-        ? randomNormal(n, s, biasStd)
-        : randomNormal(n, s, std);
-    weights.set(name, { name, dtype, shape, data: encodeFromFloat32(values, dtype) });
+        ? randomBytes(n, s, dtype, biasStd, 0)
+        : randomBytes(n, s, dtype, std, 0);
+    weights.set(name, { name, dtype, shape, data });
   }
   return weights;
 }
@@ -316,7 +336,8 @@ export async function writeModelDir(
 ): Promise<void> {
   const fs = await loadNodeFs();
   await fs.mkdir(dir, { recursive: true });
-  const cfg: ModelConfig = { ...config, torchDtype: config.torchDtype ?? dominantDtype(weights) };
+  // The written config declares the dtype of the weights actually written.
+  const cfg: ModelConfig = { ...config, torchDtype: dominantDtype(weights) };
   if (tokenizer) {
     await writeJson(joinPath(dir, 'tokenizer.json'), tokenizer.tokenizerJson);
     const tokenizerConfig = { ...(tokenizer.tokenizerConfig ?? {}) };

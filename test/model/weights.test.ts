@@ -389,6 +389,20 @@ describe('bad input -> typed error, and the next good load still works', () => {
   });
 });
 
+describe('writeModelDir', () => {
+  it('declares the dtype of the weights it wrote, whatever the config said', async () => {
+    await withTempDir(async (dir) => {
+      const w = randomModel(TINY_QWEN, 'f16', 3);
+      await writeModelDir(join(dir, 'hf'), { ...TINY_QWEN, torchDtype: 'bf16' }, w, 'hf');
+      await writeModelDir(join(dir, 'mlc'), { ...TINY_QWEN, torchDtype: 'bf16' }, w, 'mlc');
+      expect(JSON.parse(await readFile(join(dir, 'hf', 'config.json'), 'utf8')).torch_dtype).toBe('float16');
+      expect(JSON.parse(await readFile(join(dir, 'mlc', 'mlc-chat-config.json'), 'utf8')).quantization).toBe('q0f16');
+      expect((await loadModel(join(dir, 'hf'))).config.torchDtype).toBe('f16');
+      expect((await loadModel(join(dir, 'mlc'))).config.torchDtype).toBe('f16');
+    });
+  });
+});
+
 describe('validateWeights', () => {
   it('accepts a redundant lm_head on a tied model only with the right shape', () => {
     const w = randomModel(TINY_SMOL, 'f32', 0);
