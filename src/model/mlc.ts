@@ -8,7 +8,7 @@
 import { ModelLoadError, UnsupportedError } from '../errors';
 import type { ModelConfig } from './config';
 import { ProgressTotals } from './safetensors';
-import { type ModelSource, type ProgressCallback, parseJsonFile } from './source';
+import { type ModelSource, type ProgressCallback, PARALLEL_FILES, mapLimit, parseJsonFile } from './source';
 import { type HostTensor, type TensorDtype, type WeightSet, dtypeBytes, numel, shapeString } from './tensor';
 
 export const MLC_CACHE_FILES = ['tensor-cache.json', 'ndarray-cache.json'] as const;
@@ -133,13 +133,17 @@ export async function loadMlcTensors(
   const where = source.describe(cacheFile);
   const cache = parseMlcTensorCache(parseJsonFile(cacheBytes, where, 'bad-weights'), where);
   const progress = new ProgressTotals(cache.records.length, onProgress, cache.records.map((s) => s.nbytes));
+  const shardBytes = await mapLimit(cache.records, PARALLEL_FILES, async (shard, i) => {
+    const bytes = await source.read(shard.dataPath, (l, t) => progress.update(i, l, t));
+    if (bytes.byteLength < shard.nbytes) {
+      throw bad(source.describe(shard.dataPath), `shard is truncated: ${bytes.byteLength} bytes, ${cacheFile} says ${shard.nbytes}.`);
+    }
+    return bytes;
+  });
   const tensors = new Map<string, HostTensor>();
   for (const [i, shard] of cache.records.entries()) {
     const file = source.describe(shard.dataPath);
-    const bytes = await source.read(shard.dataPath, (l, t) => progress.update(i, l, t));
-    if (bytes.byteLength < shard.nbytes) {
-      throw bad(file, `shard is truncated: ${bytes.byteLength} bytes, ${cacheFile} says ${shard.nbytes}.`);
-    }
+    const bytes = shardBytes[i]!;
     for (const rec of shard.records) {
       if (tensors.has(rec.name)) throw bad(where, `tensor "${rec.name}" appears twice.`);
       tensors.set(rec.name, recordToTensor(rec, bytes, file));

@@ -4,7 +4,7 @@
  * the offsets point into. Single files and sharded sets (`model.safetensors.index.json`).
  */
 import { ModelLoadError, UnsupportedError } from '../errors';
-import { type ModelSource, type ProgressCallback, parseJsonFile } from './source';
+import { type ModelSource, type ProgressCallback, PARALLEL_FILES, mapLimit, parseJsonFile } from './source';
 import { type HostTensor, type TensorDtype, type WeightSet, dtypeBytes, numel, shapeString } from './tensor';
 
 const SAFETENSORS_DTYPES: Record<string, TensorDtype> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
@@ -115,10 +115,13 @@ export async function loadSafetensors(source: ModelSource, onProgress?: Progress
   );
   const shards = [...new Set(weightMap.values())];
   const progress = new ProgressTotals(shards.length, onProgress);
+  const parsed = await mapLimit(shards, PARALLEL_FILES, async (shard, i) =>
+    parseSafetensors(await source.read(shard, (l, t) => progress.update(i, l, t)), source.describe(shard)),
+  );
   const weights: WeightSet = new Map();
   for (const [i, shard] of shards.entries()) {
     const file = source.describe(shard);
-    const tensors = parseSafetensors(await source.read(shard, (l, t) => progress.update(i, l, t)), file);
+    const tensors = parsed[i]!;
     for (const [name, shardOf] of weightMap) {
       if (shardOf !== shard) continue;
       const t = tensors.get(name);

@@ -235,3 +235,20 @@ export class MemorySource implements ModelSource {
     return this.files.has(name) ? this.read(name, onProgress) : undefined;
   }
 }
+
+/** Runs `fn` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** Shard files fetched at once (browsers allow about 6 connections per host). */
+export const PARALLEL_FILES = 4;
