@@ -5,7 +5,7 @@
  * MLC fuses q/k/v (`self_attn.qkv_proj`, `self_attn.c_attn` for Qwen2) and gate/up
  * (`mlp.gate_up_proj`) along dim 0; we split them back into Hugging Face names.
  */
-import { ModelLoadError, UnsupportedError } from '../errors';
+import { ModelLoadError, ShapeMismatchError, UnsupportedError } from '../errors';
 import type { ModelConfig } from './config';
 import { ProgressTotals } from './safetensors';
 import { type ModelSource, type ProgressCallback, PARALLEL_FILES, mapLimit, parseJsonFile } from './source';
@@ -156,8 +156,8 @@ export async function loadMlcTensors(
 export function splitRows(t: HostTensor, parts: { name: string; rows: number }[]): HostTensor[] {
   const total = parts.reduce((n, p) => n + p.rows, 0);
   if (t.shape[0] !== total) {
-    throw new ModelLoadError(
-      'bad-weights',
+    throw new ShapeMismatchError(
+      'shape-mismatch',
       `fused tensor "${t.name}" has ${t.shape[0]} rows (shape ${shapeString(t.shape)}), but the config implies ${parts.map((p) => p.rows).join(' + ')} = ${total}.`,
     );
   }

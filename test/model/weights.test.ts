@@ -199,6 +199,17 @@ describe('MLC tensor cache', () => {
     }
   });
 
+  it('a fused tensor whose rows contradict the config is a shape mismatch', async () => {
+    await withTempDir(async (dir) => {
+      await writeModelDir(dir, TINY_QWEN, randomModel(TINY_QWEN, 'f32', 1), 'mlc');
+      const path = join(dir, 'mlc-chat-config.json');
+      const json = JSON.parse(await readFile(path, 'utf8'));
+      json.model_config.num_key_value_heads = 4;
+      await writeFile(path, JSON.stringify(json));
+      await expectRejects(loadModel(dir), ShapeMismatchError, 'shape-mismatch', /"model\.layers\.0\.self_attn\.c_attn\.(weight|bias)" has 128 rows.*64 \+ 64 \+ 64 = 192/);
+    });
+  });
+
   it('rejects quantized records and truncated shards', async () => {
     const w = randomModel(TINY_SMOL, 'f16', 2);
     const { tensorCache, shards } = writeMlcShards(w, { config: TINY_SMOL });
