@@ -3,11 +3,14 @@
 set -e
 cd "$(dirname "$0")/.."
 G="npx vite-node training/gen-data.ts --"
-D=training/data
+D=${DATA_DIR:-training/data}
+# `gen-all.sh eval` regenerates only the evaluation grids.
+if [ "$1" != "eval" ]; then
 $G --out $D/train-128.jsonl  --seed 1 --n 36000 --min-tokens 48  --max-tokens 128
 $G --out $D/train-256.jsonl  --seed 2 --n 20000 --min-tokens 96  --max-tokens 256
 $G --out $D/train-512.jsonl  --seed 3 --n 10000 --min-tokens 192 --max-tokens 512
 $G --out $D/train-1024.jsonl --seed 4 --n 4000  --min-tokens 384 --max-tokens 1024
+fi
 # Held-out evaluation grids: held-out corpus documents as haystack, seeds unused by training.
 for T in 512 1024 2048; do
   $G --out $D/eval-passkey-$T.jsonl --task passkey --tokens $T --depths 10 --per-depth 10 --split heldout --seed 100$T

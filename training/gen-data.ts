@@ -82,6 +82,12 @@ function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat
     const ids = [...p, ...a, EOS];
     const actual = s.prompt.length / Math.max(1, ids.length);
     ratio[task] = 0.8 * r + 0.2 * actual;
+    // Eval grids must land close to the stated length; training only needs an upper bound.
+    const tooShort = evalTask !== undefined && ids.length < 0.95 * tokens && attempt < 20;
+    if (tooShort) {
+      ratio[task] = r * (tokens / ids.length) * 0.99;
+      continue;
+    }
     if (ids.length <= tokens || attempt >= 20) {
       if (ids.length > tokens) ids.length = tokens; // never happens in practice; keep the cap hard
       const { depth: d, ...rest } = s.meta;
