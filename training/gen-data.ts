@@ -4,6 +4,7 @@
  * Training mix (tasks and plain text, plain-prompt and chat formats):
  *   npx vite-node training/gen-data.ts -- --out training/data/train-256.jsonl --seed 1 \
  *     --n 20000 --min-tokens 96 --max-tokens 256
+ * Held-out text for bits per byte: --task text --filler brown --tokens 1024 --n 20 --split heldout
  * Evaluation grid (one task, fixed length, depths x samples, held-out filler):
  *   npx vite-node training/gen-data.ts -- --out training/data/eval-passkey-1024.jsonl --seed 1001 \
  *     --task passkey --tokens 1024 --depths 10 --per-depth 10 --split heldout
@@ -97,8 +98,8 @@ function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat
   }
 }
 
-function textLine(rng: Rng, tokens: number): Line {
-  const source = rng.next() < 0.6 ? fillers.brown! : fillers.nlp!;
+function textLine(rng: Rng, tokens: number, only?: FillerSource): Line {
+  const source = only ?? (rng.next() < 0.6 ? fillers.brown! : fillers.nlp!);
   const text = source.sentences(rng, Math.floor(tokens * 3.6)).join(' ');
   const ids = [BOS, ...encode(text)].slice(0, tokens);
   return { task: 'text', fmt: 'text', ids, ans: 1, answer: '', meta: { filler: source.name } };
@@ -115,7 +116,13 @@ const write = (l: Line) => {
   totalTokens += l.ids.length;
 };
 
-if (evalTask) {
+if ((evalTask as string) === 'text') {
+  // Plain-text evaluation (bits per byte): --n chunks of --tokens tokens from one corpus.
+  const tokens = Number(arg('tokens', '1024'));
+  const n = Number(arg('n', '20'));
+  const filler = fillers[fillerName ?? 'brown']!;
+  for (let i = 0; i < n; i++) write(textLine(rng.fork(), tokens, filler));
+} else if (evalTask) {
   // Evaluation grid: fixed length, evenly spaced depths, fixed format.
   const tokens = Number(arg('tokens', '1024'));
   const depths = Number(arg('depths', '10'));

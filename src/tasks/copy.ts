@@ -20,7 +20,7 @@ export function copySpan(rng: Rng, opts: CopyOptions): TaskSample {
   // Pick a sentence whose opening words are unique in the context and long enough to cue.
   const openings = filler.map((s) => s.split(' ').slice(0, 4).join(' '));
   const candidates = filler
-    .map((s, i) => i)
+    .map((_, i) => i)
     .filter((i) => i + k <= filler.length && filler[i]!.split(' ').length >= 6 && openings.indexOf(openings[i]!) === openings.lastIndexOf(openings[i]!));
   const at = candidates.length > 0 ? rng.pick(candidates) : 0;
   const span = filler.slice(at, at + k).join(' ');

@@ -74,10 +74,11 @@ export function insertAtDepths(filler: string[], needles: { text: string; depth:
   const sorted = needles
     .map((n, i) => ({ ...n, i }))
     .sort((a, b) => a.depth - b.depth || a.i - b.i);
-  // Insert from the back so earlier indices stay valid.
+  // Slots are indices into the original filler; insert from the back so they stay valid
+  // and needles keep their depth order (equal slots: the shallower needle comes first).
   for (let k = sorted.length - 1; k >= 0; k--) {
     const n = sorted[k]!;
-    const at = Math.round(Math.min(1, Math.max(0, n.depth)) * slots.length);
+    const at = Math.round(Math.min(1, Math.max(0, n.depth)) * filler.length);
     slots.splice(at, 0, n.text);
   }
   return slots.join(' ');
