@@ -21,6 +21,7 @@ export default defineConfig(({ mode }) => ({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
     pool: 'forks',
+    setupFiles: ['test/setup.ts'],
     // SwiftShader runs WebGPU on the CPU: kernels are slow and the machine has two cores.
     fileParallelism: false,
     testTimeout: 180_000,

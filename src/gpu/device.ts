@@ -37,8 +37,18 @@ export async function getWebGPU(nodeFlags: string[] = []): Promise<GPU> {
     );
   }
   Object.assign(globalThis, mod.globals);
-  return mod.create(nodeFlags);
+  // Dawn's instance must outlive every device made from it: if its JS wrapper is garbage
+  // collected, the binding keeps polling a freed instance and the process aborts.
+  const key = nodeFlags.join(' ');
+  let instance = nodeInstances.get(key);
+  if (!instance) {
+    instance = mod.create(nodeFlags);
+    nodeInstances.set(key, instance);
+  }
+  return instance;
 }
+
+const nodeInstances = new Map<string, GPU>();
 
 export interface GpuOptions {
   /** Dawn toggles for Node, e.g. ['enable-dawn-features=disable_robustness']. */
@@ -77,6 +87,7 @@ export class Gpu {
   private pipelines = new Map<string, GPUComputePipeline>();
   private bytesByTag = new Map<string, number>();
   private lostReason: string | null = null;
+  private static liveDevices = new Set<Gpu>();
 
   private constructor(device: GPUDevice, info: GPUAdapterInfo) {
     this.device = device;
@@ -113,7 +124,17 @@ export class Gpu {
         maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
       },
     });
-    return new Gpu(device, adapter.info);
+    const g = new Gpu(device, adapter.info);
+    Gpu.liveDevices.add(g);
+    return g;
+  }
+
+  /**
+   * Destroys every device this process created. Dawn's Node binding can abort the process
+   * if it exits while a device is alive, so test runners call this before exiting.
+   */
+  static destroyAll(): void {
+    for (const g of Gpu.liveDevices) g.destroy();
   }
 
   /** Why the device was lost, or null while it is alive. */
@@ -125,7 +146,15 @@ export class Gpu {
     let p = this.pipelines.get(code);
     if (!p) {
       const module = this.device.createShaderModule({ code, label });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label });
+      // An explicit layout from the declarations, so a binding the entry point happens not
+      // to use (in some preprocessor variant) is still part of it ('auto' would drop it).
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      for (const m of code.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var<(storage|uniform)(?:\s*,\s*(read_write|read))?>/g)) {
+        const type: GPUBufferBindingType = m[2] === 'uniform' ? 'uniform' : m[3] === 'read_write' ? 'storage' : 'read-only-storage';
+        entries.push({ binding: Number(m[1]), visibility: GPUShaderStage.COMPUTE, buffer: { type } });
+      }
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.device.createBindGroupLayout({ entries, label })] });
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint: 'main' }, label });
       this.pipelines.set(code, p);
     }
     return p;
@@ -166,7 +195,7 @@ export class Gpu {
       padded.set(bytes);
       bytes = padded;
     }
-    this.device.queue.writeBuffer(buffer, offset, bytes);
+    this.device.queue.writeBuffer(buffer, offset, bytes as Uint8Array<ArrayBuffer>);
   }
 
   destroyBuffer(buffer: GPUBuffer, tag = 'scratch'): void {
@@ -241,6 +270,7 @@ export class Gpu {
 
   destroy(): void {
     this.pipelines.clear();
+    Gpu.liveDevices.delete(this);
     this.device.destroy();
   }
 }

@@ -29,19 +29,19 @@ export function preprocessWgsl(source: string, defines: Defines = {}): string {
     }
     const [, dir, arg] = m;
     if (dir === 'if') {
-      const on = emitting && truthy(arg!);
+      const on: boolean = emitting && truthy(arg!);
       stack.push({ emit: on, taken: on, parent: emitting });
       emitting = on;
     } else {
       const top = stack[stack.length - 1];
       if (!top) throw new Error(`WGSL preprocessor: #${dir} without #if at line ${i + 1}`);
       if (dir === 'elif') {
-        const on = top.parent && !top.taken && truthy(arg!);
+        const on: boolean = top.parent && !top.taken && truthy(arg!);
         top.emit = on;
         top.taken ||= on;
         emitting = on;
       } else if (dir === 'else') {
-        const on = top.parent && !top.taken;
+        const on: boolean = top.parent && !top.taken;
         top.emit = on;
         top.taken = true;
         emitting = on;

@@ -1,0 +1,118 @@
+/**
+ * Builders for the engine's non-matmul kernels. Each returns something that yields an `Op`
+ * for a given number of rows, so one set of bind groups serves decode (rows = 1) and every
+ * prefill chunk size. All of them read the shared `Step` uniform (shaders/common.wgsl).
+ */
+import type { Gpu, Op } from '../../gpu/device';
+import { preprocessWgsl, type Defines } from '../../gpu/wgsl';
+import commonSrc from '../../../shaders/common.wgsl?raw';
+import rmsnormSrc from '../../../shaders/rmsnorm.wgsl?raw';
+import embedSrc from '../../../shaders/embed.wgsl?raw';
+import ropeSrc from '../../../shaders/rope_append.wgsl?raw';
+import attentionSrc from '../../../shaders/attention.wgsl?raw';
+import swigluSrc from '../../../shaders/swiglu.wgsl?raw';
+import commitSrc from '../../../shaders/kv_commit.wgsl?raw';
+import type { WeightDType } from './matmul';
+
+export function kernelSource(src: string, defines: Defines = {}): string {
+  return preprocessWgsl(commonSrc + '\n' + src, defines);
+}
+
+/** The per-submission step parameters, mirrored from `struct Step`. */
+export interface StepParams {
+  rows: number;
+  pos0: number;
+  splits: number;
+  keysPerSplit: number;
+}
+
+export const STEP_KEYS_PER_TILE = 64;
+export const MAX_SPLITS = 32;
+
+/** Chooses the key-axis split for attention over at most `maxKeys` entries. */
+export function attentionSplit(maxKeys: number): { splits: number; keysPerSplit: number } {
+  const tiles = Math.max(1, Math.ceil(maxKeys / STEP_KEYS_PER_TILE));
+  const splits = Math.min(tiles, MAX_SPLITS);
+  const keysPerSplit = Math.ceil(tiles / splits) * STEP_KEYS_PER_TILE;
+  return { splits: Math.ceil(maxKeys / keysPerSplit) || 1, keysPerSplit };
+}
+
+export class StepBuffer {
+  readonly buffer: GPUBuffer;
+  constructor(private gpu: Gpu) {
+    this.buffer = gpu.buffer(16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'step', 'uniform');
+  }
+  set(s: StepParams): void {
+    this.gpu.write(this.buffer, new Uint32Array([s.rows, s.pos0, s.splits, s.keysPerSplit]));
+  }
+}
+
+/** An op whose workgroup count depends on the step's rows. */
+export type RowOp = (rows: number) => Op;
+
+function u32f32(values: (number | { f32: number })[]): Uint32Array {
+  const out = new Uint32Array(Math.ceil(values.length / 4) * 4);
+  const f = new Float32Array(out.buffer);
+  values.forEach((v, i) => {
+    if (typeof v === 'number') out[i] = v;
+    else f[i] = v.f32;
+  });
+  return out;
+}
+
+export function embedOp(gpu: Gpu, table: GPUBuffer, dtype: WeightDType, hidden: number, tokens: GPUBuffer, x: GPUBuffer): RowOp {
+  const code = kernelSource(embedSrc, { F32: dtype === 'f32', BF16: dtype === 'bf16' });
+  const op = gpu.op(code, [table, tokens, x, gpu.uniform(u32f32([hidden]), 'embed.params')], [1], 'embed');
+  return (rows) => ({ ...op, workgroups: [rows] });
+}
+
+export function rmsnormOp(gpu: Gpu, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, n: number, eps: number, step: StepBuffer, lastRow = false): RowOp {
+  const code = kernelSource(rmsnormSrc, { LAST_ROW: lastRow });
+  const op = gpu.op(code, [x, w, y, gpu.uniform(u32f32([n, { f32: eps }]), 'rmsnorm.params'), step.buffer], [1], 'rmsnorm');
+  return (rows) => ({ ...op, workgroups: [lastRow ? 1 : rows] });
+}
+
+export interface LayerCacheBuffers {
+  k: GPUBuffer;
+  v: GPUBuffer;
+  pos: GPUBuffer;
+  capacity: number;
+  /** Index of this layer's first KV head in the shared lengths buffer. */
+  layerBase: number;
+}
+
+export interface AttentionShape {
+  nH: number;
+  nKV: number;
+  hd: number;
+}
+
+export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, shape: AttentionShape, step: StepBuffer): RowOp {
+  const params = gpu.uniform(u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase]), 'rope.params');
+  const op = gpu.op(kernelSource(ropeSrc), [qkv, cos, sin, cache.k, cache.v, cache.pos, lens, params, step.buffer], [1], 'rope_append');
+  return (rows) => ({ ...op, workgroups: [rows] });
+}
+
+/** Two ops (partial, reduce) per step; `part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats. */
+export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer): (rows: number, splits: number) => Op[] {
+  if (shape.hd > 256) throw new Error(`attention supports head_dim <= 256, got ${shape.hd}`);
+  const params = gpu.uniform(
+    u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }]),
+    'attention.params',
+  );
+  const partial = gpu.op(kernelSource(attentionSrc), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer], [1], 'attention.partial');
+  const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true }), [part, out, params, step.buffer], [1], 'attention.reduce');
+  return (rows, splits) => [
+    { ...partial, workgroups: [splits, shape.nH, rows] },
+    { ...reduce, workgroups: [shape.nH, rows] },
+  ];
+}
+
+export function swigluOp(gpu: Gpu, gateUp: GPUBuffer, act: GPUBuffer, inter: number, step: StepBuffer): RowOp {
+  const op = gpu.op(kernelSource(swigluSrc), [gateUp, act, gpu.uniform(u32f32([inter]), 'swiglu.params'), step.buffer], [1], 'swiglu');
+  return (rows) => ({ ...op, workgroups: gpu.grid(Math.ceil((rows * inter) / 64)) });
+}
+
+export function kvCommitOp(gpu: Gpu, lens: GPUBuffer, count: number, step: StepBuffer): Op {
+  return gpu.op(kernelSource(commitSrc), [lens, step.buffer], [Math.ceil(count / 64)], 'kv_commit');
+}
