@@ -134,7 +134,9 @@ def main():
     ap.add_argument("--answer-weight", type=float, default=5.0)
     ap.add_argument("--max-pos", type=int, default=2048)
     ap.add_argument("--p-random-pos", type=float, default=0.5)
-    ap.add_argument("--eval-every", type=int, default=150)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--eval-sets", default="passkey-512:8,kvrecall-512:8,passkey-1024:4",
+                    help="held-out grids (training/data/eval-NAME.jsonl) and samples used by the quick check")
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
@@ -174,7 +176,8 @@ def main():
 
     def load_eval_sets():
         # Loaded lazily: the evaluation grids may still be being generated when training starts.
-        for name, k in (("passkey-512", 10), ("passkey-1024", 10), ("kvrecall-512", 10), ("niah4-1024", 10)):
+        for part in args.eval_sets.split(","):
+            name, k = part.split(":")[0], int(part.split(":")[1])
             path = os.path.join(args.data, f"eval-{name}.jsonl")
             if name not in eval_sets and os.path.exists(path):
                 rows = load_jsonl(path)
