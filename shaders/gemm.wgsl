@@ -1,0 +1,138 @@
+// Prefill matrix-matrix product: Y[m,n] (+)= sum_k X[m,k] * W[n,k] (+ bias[n]) for m < rows.
+// X is [maxRows, K] f32, Y is [maxRows, N] f32, W is [N, K] in its own dtype (f32, or f16 / bf16
+// packed two per u32, low half first). Both operands are K-contiguous, so a "chunk" of CH
+// consecutive k is one vec4 load from each (vector path) or one scalar / u32 load otherwise.
+//
+// Register tiling without workgroup memory: each invocation computes a 4 (m) x 4 (n) tile,
+// loading 4 X chunks and 4 W chunks per step and doing 16 chunk dot products (a 4x reuse of
+// every load). No barriers: on SwiftShader they dominate; on GPUs the per-workgroup 16 x 64
+// footprint is served by L1/L2. Accumulation is f32.
+
+struct Params {
+  n: u32,      // output features (rows of W)
+  x_off: u32,  // element offset into X
+  y_off: u32,  // element offset into Y
+  rows: u32,   // rows of X / Y to compute
+}
+
+const K: u32 = ${K}u;
+const CH: u32 = ${CH}u;
+const KC: u32 = K / CH;
+
+@group(0) @binding(0) var<uniform> p: Params;
+#if VEC
+#if F32
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
+#if F32
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if BIAS
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+fn unpack2(v: u32) -> vec2<f32> {
+#if BF16
+  return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
+#else
+  return unpack2x16float(v);
+#endif
+}
+
+#if VEC
+#if F32
+alias Chunk = vec4<f32>;
+fn wload(i: u32) -> Chunk { return w[i]; }
+fn xload(e: u32) -> Chunk { return x[e / 4u]; }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+#else
+struct Chunk { lo: vec4<f32>, hi: vec4<f32> }
+fn wload(i: u32) -> Chunk {
+  let v = w[i];
+  return Chunk(vec4<f32>(unpack2(v.x), unpack2(v.y)), vec4<f32>(unpack2(v.z), unpack2(v.w)));
+}
+fn xload(e: u32) -> Chunk { return Chunk(x[e / 4u], x[e / 4u + 1u]); }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.lo, b.lo) + dot(a.hi, b.hi); }
+#endif
+#else
+#if F32
+alias Chunk = f32;
+fn wload(i: u32) -> Chunk { return w[i]; }
+fn xload(e: u32) -> Chunk { return x[e]; }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return a * b; }
+#else
+alias Chunk = vec2<f32>;
+fn wload(i: u32) -> Chunk { return unpack2(w[i]); }
+fn xload(e: u32) -> Chunk { return vec2<f32>(x[e], x[e + 1u]); }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+#endif
+#endif
+
+fn dot4(xv: Chunk, w0: Chunk, w1: Chunk, w2: Chunk, w3: Chunk) -> vec4<f32> {
+  return vec4<f32>(dotc(xv, w0), dotc(xv, w1), dotc(xv, w2), dotc(xv, w3));
+}
+
+fn store_row(m: u32, n0: u32, v: vec4<f32>) {
+  if (m >= p.rows) { return; }
+  let base = p.y_off + m * p.n;
+  for (var j = 0u; j < 4u; j++) {
+    let n = n0 + j;
+    if (n < p.n) {
+      var r = v[j];
+#if BIAS
+      r += bias[n];
+#endif
+#if ACCUMULATE
+      r += y[base + n];
+#endif
+      y[base + n] = r;
+    }
+  }
+}
+
+// A workgroup is 16 (n) x 4 (m) invocations = a 64 (n) x 16 (m) block of Y.
+@compute @workgroup_size(16, 4)
+fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let n0 = (wid.x * 16u + l.x) * 4u;
+  let m0 = (wid.y * 4u + l.y) * 4u;
+  if (n0 >= p.n || m0 >= p.rows) { return; }
+  // Tile rows / columns past the end re-read the last one (no branch in the loop); dropped on store.
+  let ln = p.n - 1u;
+  let lm = p.rows - 1u;
+  let w0 = n0 * KC;
+  let w1 = min(n0 + 1u, ln) * KC;
+  let w2 = min(n0 + 2u, ln) * KC;
+  let w3 = min(n0 + 3u, ln) * KC;
+  let x0 = p.x_off + m0 * K;
+  let x1 = p.x_off + min(m0 + 1u, lm) * K;
+  let x2 = p.x_off + min(m0 + 2u, lm) * K;
+  let x3 = p.x_off + min(m0 + 3u, lm) * K;
+  var a0 = vec4<f32>(0.0);
+  var a1 = vec4<f32>(0.0);
+  var a2 = vec4<f32>(0.0);
+  var a3 = vec4<f32>(0.0);
+  for (var c = 0u; c < KC; c++) {
+    let wc0 = wload(w0 + c);
+    let wc1 = wload(w1 + c);
+    let wc2 = wload(w2 + c);
+    let wc3 = wload(w3 + c);
+    let e = c * CH;
+    a0 += dot4(xload(x0 + e), wc0, wc1, wc2, wc3);
+    a1 += dot4(xload(x1 + e), wc0, wc1, wc2, wc3);
+    a2 += dot4(xload(x2 + e), wc0, wc1, wc2, wc3);
+    a3 += dot4(xload(x3 + e), wc0, wc1, wc2, wc3);
+  }
+  store_row(m0, n0, a0);
+  store_row(m0 + 1u, n0, a1);
+  store_row(m0 + 2u, n0, a2);
+  store_row(m0 + 3u, n0, a3);
+}

@@ -1,0 +1,149 @@
+// Decode matrix-vector product: y[n] (+)= sum_k W[n,k] * x[k] (+ bias[n]).
+// W is [N, K] row-major in its own dtype (f32, or f16 / bf16 packed two per u32, low half first).
+// The work is cut into "chunks" of CH consecutive elements of a row: one vec4<f32> / vec4<u32>
+// load on the vector path (K multiple of CH, x offset multiple of 4), one f32 / one u32 otherwise.
+// Accumulation is always in f32.
+//
+// Two schedules:
+//  ROWS (default; best on SwiftShader): each invocation owns 4 whole rows and walks K alone,
+//    sharing each x chunk between its rows. No workgroup memory, no barriers (barriers are
+//    very expensive on SwiftShader, which runs invocations as coroutines on a CPU).
+//  COOP (real GPUs): a workgroup of WG invocations owns 4 rows; neighbouring invocations read
+//    neighbouring chunks of a row (coalesced), then one shared-memory tree reduction.
+
+struct Params {
+  n: u32,      // output features (rows of W)
+  x_off: u32,  // element offset into x
+  y_off: u32,  // element offset into y
+  pad: u32,
+}
+
+const K: u32 = ${K}u;    // input features (columns of W)
+const CH: u32 = ${CH}u;  // elements per chunk
+const KC: u32 = K / CH;  // chunks per row
+const WG: u32 = ${WG}u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+#if VEC
+#if F32
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec4<u32>>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+#else
+#if F32
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+#endif
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if BIAS
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+// Two 16-bit values of one u32 as f32, element 2i (low half) first.
+fn unpack2(v: u32) -> vec2<f32> {
+#if BF16
+  return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
+#else
+  return unpack2x16float(v);
+#endif
+}
+
+#if VEC
+#if F32
+alias Chunk = vec4<f32>;
+fn wload(i: u32) -> Chunk { return w[i]; }
+fn xload(e: u32) -> Chunk { return x[e / 4u]; }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+#else
+struct Chunk { lo: vec4<f32>, hi: vec4<f32> }
+fn wload(i: u32) -> Chunk {
+  let v = w[i];
+  return Chunk(vec4<f32>(unpack2(v.x), unpack2(v.y)), vec4<f32>(unpack2(v.z), unpack2(v.w)));
+}
+fn xload(e: u32) -> Chunk { return Chunk(x[e / 4u], x[e / 4u + 1u]); }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.lo, b.lo) + dot(a.hi, b.hi); }
+#endif
+#else
+#if F32
+alias Chunk = f32;
+fn wload(i: u32) -> Chunk { return w[i]; }
+fn xload(e: u32) -> Chunk { return x[e]; }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return a * b; }
+#else
+alias Chunk = vec2<f32>;
+fn wload(i: u32) -> Chunk { return unpack2(w[i]); }
+fn xload(e: u32) -> Chunk { return vec2<f32>(x[e], x[e + 1u]); }
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+#endif
+#endif
+
+fn store(n: u32, v: f32) {
+  var r = v;
+#if BIAS
+  r += bias[n];
+#endif
+#if ACCUMULATE
+  r += y[p.y_off + n];
+#endif
+  y[p.y_off + n] = r;
+}
+
+#if COOP
+var<workgroup> part: array<vec4<f32>, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nw: vec3<u32>) {
+  let n0 = (wid.x + wid.y * nw.x) * 4u;
+  let last = p.n - 1u;
+  // Rows past the end re-read the last row (no branch in the loop); their sums are dropped.
+  let b0 = min(n0, last) * KC;
+  let b1 = min(n0 + 1u, last) * KC;
+  let b2 = min(n0 + 2u, last) * KC;
+  let b3 = min(n0 + 3u, last) * KC;
+  var acc = vec4<f32>(0.0);
+  for (var c = li; c < KC; c += WG) {
+    let xv = xload(p.x_off + c * CH);
+    acc += vec4<f32>(dotc(xv, wload(b0 + c)), dotc(xv, wload(b1 + c)), dotc(xv, wload(b2 + c)), dotc(xv, wload(b3 + c)));
+  }
+  part[li] = acc;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (li < s) { part[li] += part[li + s]; }
+    workgroupBarrier();
+  }
+  if (li < 4u && n0 + li < p.n) { store(n0 + li, part[0][li]); }
+}
+#else
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nw: vec3<u32>) {
+  let n0 = ((wid.x + wid.y * nw.x) * WG + li) * 4u;
+  if (n0 >= p.n) { return; }
+  let last = p.n - 1u;
+  let b0 = n0 * KC;
+  let b1 = min(n0 + 1u, last) * KC;
+  let b2 = min(n0 + 2u, last) * KC;
+  let b3 = min(n0 + 3u, last) * KC;
+  var a0 = 0.0;
+  var a1 = 0.0;
+  var a2 = 0.0;
+  var a3 = 0.0;
+  for (var c = 0u; c < KC; c++) {
+    let xv = xload(p.x_off + c * CH);
+    a0 += dotc(xv, wload(b0 + c));
+    a1 += dotc(xv, wload(b1 + c));
+    a2 += dotc(xv, wload(b2 + c));
+    a3 += dotc(xv, wload(b3 + c));
+  }
+  store(n0, a0);
+  if (n0 + 1u < p.n) { store(n0 + 1u, a1); }
+  if (n0 + 2u < p.n) { store(n0 + 2u, a2); }
+  if (n0 + 3u < p.n) { store(n0 + 3u, a3); }
+}
+#endif

@@ -1,0 +1,215 @@
+/**
+ * Weight matrices and the matrix products of the decoder: matrix-vector for decode (also the
+ * LM head), register-tiled matrix-matrix for prefill, and a streaming-copy probe that
+ * benchmarks divide by.
+ *
+ * Shaders are specialised per (dtype, K, bias, accumulate, vector path): K is baked in so the
+ * inner loop has a constant trip count, and the pipeline cache (keyed by source) keeps one
+ * pipeline per distinct shape, a handful per model.
+ */
+import type { Gpu, Op } from '../../gpu/device';
+import { preprocessWgsl } from '../../gpu/wgsl';
+import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../../errors';
+import matvecSrc from '../../../shaders/matvec.wgsl?raw';
+import gemmSrc from '../../../shaders/gemm.wgsl?raw';
+import copySrc from '../../../shaders/copy.wgsl?raw';
+
+export type WeightDType = 'f32' | 'f16' | 'bf16';
+
+/** A weight matrix on the GPU in HF layout [rows = out features N, cols = in features K], row-major,
+ *  stored in its own dtype: f32 as array<f32>; f16 and bf16 as raw 16-bit values packed two per u32
+ *  (little-endian: element 2i in the low half). f16 unpacked with unpack2x16float; bf16 by shifts
+ *  (lo = bitcast<f32>(w << 16u), hi = bitcast<f32>(w & 0xffff0000u)). Never narrowed or widened on upload. */
+export interface WeightTensor {
+  buffer: GPUBuffer;
+  dtype: WeightDType;
+  rows: number;
+  cols: number;
+}
+
+export interface MatmulOptions {
+  /** f32[N], added to each output row. */
+  bias?: GPUBuffer;
+  /** y += W x (used to fuse residual adds); default y = W x. */
+  accumulate?: boolean;
+  /** Element offset into x (f32), default 0. */
+  xOffset?: number;
+  /** Element offset into y (f32), default 0. */
+  yOffset?: number;
+}
+
+/** Prefill product bound to its buffers; `forRows` sets how many rows of X / Y the next submission computes. */
+export interface GemmOp {
+  maxRows: number;
+  forRows(rows: number): Op;
+}
+
+/**
+ * How a matvec is scheduled: 'rows' (each invocation owns 4 rows and walks K alone; no
+ * barriers) or 'coop' (a workgroup shares 4 rows with coalesced loads and one tree reduction).
+ */
+export type MatvecSchedule = 'rows' | 'coop';
+
+const BYTES_PER: Record<WeightDType, number> = { f32: 4, f16: 2, bf16: 2 };
+const MATVEC_ROWS_WG = 64;
+const MATVEC_COOP_WG = 64;
+const ROWS_PER_INVOCATION = 4;
+const GEMM_TILE_N = 64;
+const GEMM_TILE_M = 16;
+const COPY_WG = 64;
+const COPY_PER = 16;
+
+export function bytesPerElement(dtype: WeightDType): number {
+  return BYTES_PER[dtype];
+}
+
+/**
+ * Throws the typed error when a tensor of `bytes` cannot be bound as one storage buffer on an
+ * adapter whose maxStorageBufferBindingSize is `maxBinding`.
+ */
+export function checkWeightSize(label: string, bytes: number, maxBinding: number): void {
+  if (bytes > maxBinding) {
+    throw new UnsupportedError(
+      'tensor-too-large',
+      `Tensor ${label} needs ${bytes} bytes, more than this adapter's maxStorageBufferBindingSize of ` +
+        `${maxBinding} bytes, so it cannot be bound as one buffer.`,
+    );
+  }
+}
+
+function checkDims(label: string, dtype: WeightDType, rows: number, cols: number): void {
+  if (!(dtype in BYTES_PER)) throw new UnsupportedError('unsupported-dtype', `Tensor ${label} has dtype ${String(dtype)}; expected f32, f16 or bf16.`);
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 1 || cols < 1) {
+    throw new InvalidArgumentError(`Tensor ${label}: rows and cols must be positive integers (got ${rows} x ${cols}).`);
+  }
+  if (dtype !== 'f32' && cols % 2 !== 0) {
+    throw new InvalidArgumentError(`Tensor ${label}: ${dtype} weights are packed two per u32, so cols must be even (got ${cols}).`);
+  }
+}
+
+/** Uploads a [rows, cols] weight in its own dtype (bytes exactly as stored, little-endian). */
+export function uploadWeight(gpu: Gpu, dtype: WeightDType, rows: number, cols: number, data: Uint8Array, label: string): WeightTensor {
+  checkDims(label, dtype, rows, cols);
+  const bytes = rows * cols * BYTES_PER[dtype];
+  if (data.byteLength !== bytes) {
+    throw new ShapeMismatchError('shape-mismatch', `Tensor ${label}: ${rows} x ${cols} ${dtype} needs ${bytes} bytes, got ${data.byteLength}.`);
+  }
+  checkWeightSize(label, bytes, gpu.maxBinding);
+  const buffer = gpu.storage(data, label, 'weights');
+  return { buffer, dtype, rows, cols };
+}
+
+/** The schedule this adapter runs best: 'rows' on SwiftShader (barriers are costly on a CPU), 'coop' on GPUs. */
+export function matvecScheduleFor(gpu: Gpu): MatvecSchedule {
+  const info = gpu.adapterInfo;
+  const cpu = info.architecture === 'swiftshader' || /swiftshader/i.test(info.description ?? '');
+  return cpu ? 'rows' : 'coop';
+}
+
+interface Variant {
+  defines: Record<string, string | number | boolean>;
+}
+
+/** Vector path: one vec4 load per chunk; needs K a multiple of the chunk and a vec4-aligned x. */
+function variant(w: WeightTensor, xOffset: number, xRowStride: number, opts: MatmulOptions): Variant {
+  const wide = w.dtype === 'f32' ? 4 : 8;
+  const vec = w.cols % wide === 0 && xOffset % 4 === 0 && xRowStride % 4 === 0;
+  const ch = vec ? wide : w.dtype === 'f32' ? 1 : 2;
+  return {
+    defines: {
+      K: w.cols,
+      CH: ch,
+      VEC: vec,
+      F32: w.dtype === 'f32',
+      BF16: w.dtype === 'bf16',
+      BIAS: !!opts.bias,
+      ACCUMULATE: !!opts.accumulate,
+    },
+  };
+}
+
+function offsetOf(name: string, v: number | undefined): number {
+  const o = v ?? 0;
+  if (!Number.isInteger(o) || o < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer element offset (got ${String(v)}).`);
+  return o;
+}
+
+function needBytes(name: string, buf: GPUBuffer, elems: number): void {
+  if (buf.size < elems * 4) {
+    throw new InvalidArgumentError(`${name} buffer ${buf.label || ''} has ${buf.size} bytes; this product needs at least ${elems * 4}.`);
+  }
+}
+
+function resources(w: WeightTensor, params: GPUBuffer, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions): GPUBuffer[] {
+  const r = [params, w.buffer, x, y];
+  if (opts.bias) {
+    needBytes('bias', opts.bias, w.rows);
+    r.push(opts.bias);
+  }
+  return r;
+}
+
+/** Decode: y[n] (+)= sum_k W[n,k] * x[k] (+ bias[n]);  x: f32[K], y: f32[N]. */
+export function matvecOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions = {}): Op {
+  return matvecOpWith(gpu, w, x, y, opts, matvecScheduleFor(gpu));
+}
+
+/** matvecOp with an explicit schedule (tests run both; the engine uses matvecOp). */
+export function matvecOpWith(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions, schedule: MatvecSchedule): Op {
+  const xOff = offsetOf('xOffset', opts.xOffset);
+  const yOff = offsetOf('yOffset', opts.yOffset);
+  needBytes('x', x, xOff + w.cols);
+  needBytes('y', y, yOff + w.rows);
+  const { defines } = variant(w, xOff, 0, opts);
+  const coop = schedule === 'coop';
+  const wg = coop ? MATVEC_COOP_WG : MATVEC_ROWS_WG;
+  const code = preprocessWgsl(matvecSrc, { ...defines, WG: wg, COOP: coop });
+  const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 0]), `${w.buffer.label}.matvec.params`);
+  const quads = Math.ceil(w.rows / ROWS_PER_INVOCATION);
+  const groups = coop ? quads : Math.ceil(quads / wg);
+  return gpu.op(code, resources(w, params, x, y, opts), gpu.grid(groups), `matvec ${w.buffer.label}`);
+}
+
+/** Prefill: Y[m,n] (+)= sum_k X[m,k] * W[n,k] (+ bias[n]) for m < rows; X: f32[maxRows,K], Y: f32[maxRows,N] row-major. */
+export function gemmOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, maxRows: number, opts: MatmulOptions = {}): GemmOp {
+  if (!Number.isInteger(maxRows) || maxRows < 1) throw new InvalidArgumentError(`maxRows must be a positive integer (got ${maxRows}).`);
+  const xOff = offsetOf('xOffset', opts.xOffset);
+  const yOff = offsetOf('yOffset', opts.yOffset);
+  needBytes('X', x, xOff + maxRows * w.cols);
+  needBytes('Y', y, yOff + maxRows * w.rows);
+  const { defines } = variant(w, xOff, w.cols, opts);
+  const code = preprocessWgsl(gemmSrc, defines);
+  const nGroups = Math.ceil(w.rows / GEMM_TILE_N);
+  const mGroupsMax = Math.ceil(maxRows / GEMM_TILE_M);
+  if (nGroups > gpu.maxWorkgroupsPerDim || mGroupsMax > gpu.maxWorkgroupsPerDim) {
+    throw new InvalidArgumentError(`gemm ${w.buffer.label}: ${w.rows} x ${maxRows} needs more workgroups than one dispatch dimension allows.`);
+  }
+  const paramData = new Uint32Array([w.rows, xOff, yOff, maxRows]);
+  const params = gpu.uniform(paramData, `${w.buffer.label}.gemm.params`);
+  const pipeline = gpu.pipeline(code, `gemm ${w.buffer.label}`);
+  const bindGroup = gpu.bind(pipeline, resources(w, params, x, y, opts), `gemm ${w.buffer.label}`);
+  const label = `gemm ${w.buffer.label}`;
+  return {
+    maxRows,
+    forRows(rows: number): Op {
+      if (!Number.isInteger(rows) || rows < 1 || rows > maxRows) {
+        throw new InvalidArgumentError(`gemm ${w.buffer.label}: rows must be an integer in [1, ${maxRows}] (got ${rows}).`);
+      }
+      paramData[3] = rows;
+      gpu.write(params, paramData);
+      return { pipeline, bindGroup, workgroups: [nGroups, Math.ceil(rows / GEMM_TILE_M)], label };
+    },
+  };
+}
+
+/** A streaming copy probe for benchmarks: copies n f32 from src to dst. */
+export function copyOp(gpu: Gpu, src: GPUBuffer, dst: GPUBuffer, n: number): Op {
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`copy length must be a positive integer (got ${n}).`);
+  needBytes('src', src, n);
+  needBytes('dst', dst, n);
+  const vec = n % 4 === 0;
+  const code = preprocessWgsl(copySrc, { VEC: vec, N: n, PER: COPY_PER, WG: COPY_WG });
+  const units = vec ? n / 4 : n;
+  const groups = Math.ceil(units / (COPY_PER * COPY_WG));
+  return gpu.op(code, [src, dst], gpu.grid(groups), 'copy');
+}

@@ -1,0 +1,302 @@
+import { describe, expect, it } from 'vitest';
+import type { Gpu } from '../../src/gpu/device';
+import { UnsupportedError } from '../../src/errors';
+import {
+  checkWeightSize,
+  copyOp,
+  gemmOp,
+  matvecOp,
+  matvecOpWith,
+  uploadWeight,
+  type MatvecSchedule,
+  type WeightDType,
+  type WeightTensor,
+} from '../../src/engine/ops/matmul';
+import { randn, rng, testGpu } from '../gpu';
+
+// ---- 16-bit encoders / decoders (round to nearest, ties to even), independent of the GPU code ----
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function f16Bits(v: number): number {
+  f32[0] = v;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    const half = 2 ** (shift - 1);
+    let r = Math.floor(mant / 2 ** shift);
+    const rem = mant - r * 2 ** shift;
+    if (rem > half || (rem === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++; // a carry into the exponent is the right answer (up to inf)
+  return sign | r;
+}
+
+function f16Value(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+function bf16Bits(v: number): number {
+  f32[0] = v;
+  const x = u32[0]!;
+  if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return ((x >>> 16) & 0x8000) | 0x7fc0;
+  return Math.floor((x + 0x7fff + ((x >>> 16) & 1)) / 65536) & 0xffff;
+}
+
+function bf16Value(h: number): number {
+  u32[0] = (h << 16) >>> 0;
+  return f32[0]!;
+}
+
+/** Encodes values in `dtype` (little-endian bytes) and returns the bytes plus what they decode to. */
+function encode(values: Float32Array, dtype: WeightDType): { bytes: Uint8Array; decoded: Float32Array } {
+  if (dtype === 'f32') return { bytes: new Uint8Array(values.slice().buffer), decoded: values.slice() };
+  const bits = new Uint16Array(values.length);
+  const decoded = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    bits[i] = dtype === 'f16' ? f16Bits(values[i]!) : bf16Bits(values[i]!);
+    decoded[i] = dtype === 'f16' ? f16Value(bits[i]!) : bf16Value(bits[i]!);
+  }
+  return { bytes: new Uint8Array(bits.buffer), decoded };
+}
+
+// ---- plain TypeScript reference ----
+/** Y[m,n] = y0[m,n] (if accumulating) + sum_k X[m,k] W[n,k] + bias[n], accumulated in f64. */
+function reference(w: Float32Array, N: number, K: number, x: Float32Array, rows: number, bias?: Float32Array, y0?: Float32Array): Float32Array {
+  const out = new Float32Array(rows * N);
+  for (let m = 0; m < rows; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      out[m * N + n] = s + (bias ? bias[n]! : 0) + (y0 ? y0[m * N + n]! : 0);
+    }
+  }
+  return out;
+}
+
+function rms(a: Float32Array): number {
+  let s = 0;
+  for (const v of a) s += v * v;
+  return Math.sqrt(s / a.length);
+}
+
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/**
+ * Tolerance: 1e-4 * sqrt(K) * rms(W) * rms(x), i.e. 1e-4 of the typical magnitude of a dot
+ * product of length K, plus 1e-6 of the added bias / accumulated values. Only the
+ * accumulation order differs from the reference (the weights are decoded identically), so
+ * observed errors are ~1e-7 relative; a dropped or doubled term is ~1e-1 relative.
+ */
+function tolerance(w: Float32Array, x: Float32Array, K: number, extra: Float32Array[]): number {
+  return 1e-4 * Math.sqrt(K) * rms(w) * rms(x) + 1e-6 * extra.reduce((s, a) => s + maxAbs(a), 0);
+}
+
+interface Case {
+  dtype: WeightDType;
+  N: number;
+  K: number;
+  rows?: number; // gemm rows; undefined = matvec
+  bias?: boolean;
+  accumulate?: boolean;
+  xOffset?: number;
+  yOffset?: number;
+  schedule?: MatvecSchedule;
+  gpuOverride?: (gpu: Gpu) => Gpu;
+}
+
+const SENTINEL = -12345;
+
+async function runCase(c: Case, seed: number): Promise<void> {
+  const base = await testGpu();
+  const gpu = c.gpuOverride ? c.gpuOverride(base) : base;
+  const r = rng(seed);
+  const { N, K } = c;
+  const rows = c.rows ?? 1;
+  const maxRows = c.rows === undefined ? 1 : Math.max(c.rows, 64);
+  const xOff = c.xOffset ?? 0;
+  const yOff = c.yOffset ?? 0;
+  const enc = encode(randn(N * K, r, 0.05), c.dtype);
+  const w: WeightTensor = uploadWeight(gpu, c.dtype, N, K, enc.bytes, `w${seed}`);
+  const x = randn(maxRows * K, r, 1);
+  const xBuf = new Float32Array(xOff + maxRows * K + 5).fill(SENTINEL);
+  xBuf.set(x, xOff);
+  const bias = c.bias ? randn(N, r, 0.5) : undefined;
+  const y0 = randn(maxRows * N, r, 1);
+  const yInit = new Float32Array(yOff + maxRows * N + 3).fill(SENTINEL);
+  if (c.accumulate) yInit.set(y0, yOff);
+  const xg = gpu.storage(xBuf, 'x');
+  const yg = gpu.storage(yInit, 'y');
+  const opts = { bias: bias ? gpu.storage(bias, 'bias') : undefined, accumulate: c.accumulate, xOffset: c.xOffset, yOffset: c.yOffset };
+  if (c.rows === undefined) {
+    gpu.run([c.schedule ? matvecOpWith(gpu, w, xg, yg, opts, c.schedule) : matvecOp(gpu, w, xg, yg, opts)]);
+  } else {
+    const g = gemmOp(gpu, w, xg, yg, maxRows, opts);
+    expect(g.maxRows).toBe(maxRows);
+    // Run once with all rows then with `rows`: the second submission must see its own row count.
+    if (c.accumulate) {
+      gpu.run([g.forRows(rows)]);
+    } else {
+      gpu.run([g.forRows(maxRows)]);
+      gpu.write(yg, yInit);
+      gpu.run([g.forRows(rows)]);
+    }
+  }
+  const got = await gpu.readF32(yg, yInit.length);
+  const want = reference(enc.decoded, N, K, x, rows, bias, c.accumulate ? y0 : undefined);
+  const tol = tolerance(enc.decoded, x, K, [...(bias ? [bias] : []), ...(c.accumulate ? [y0] : [])]);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[yOff + i]! - want[i]!) || (Number.isNaN(got[yOff + i]) ? Infinity : 0));
+  expect(worst, `max |diff| ${worst} > tol ${tol}`).toBeLessThanOrEqual(tol);
+  // Outside the computed rows, y is untouched (sentinel) or keeps its accumulated input.
+  for (let i = 0; i < yOff; i++) expect(got[i]).toBe(SENTINEL);
+  for (let i = yOff + rows * N; i < yInit.length; i++) expect(got[i]).toBe(yInit[i]);
+  w.buffer.destroy();
+  xg.destroy();
+  yg.destroy();
+  opts.bias?.destroy();
+}
+
+/** A Gpu whose dispatch limit is tiny, so ordinary sizes exercise the 2-D workgroup grid. */
+const tinyGrid = (gpu: Gpu): Gpu => Object.create(gpu, { maxWorkgroupsPerDim: { value: 7 } }) as Gpu;
+
+describe('16-bit encoders used by the tests', () => {
+  it('round to nearest even', () => {
+    expect(f16Bits(1)).toBe(0x3c00);
+    expect(f16Bits(-2)).toBe(0xc000);
+    expect(f16Bits(65504)).toBe(0x7bff);
+    expect(f16Bits(65520)).toBe(0x7c00); // ties to even rounds up into inf
+    expect(f16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie, even stays
+    expect(f16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie, odd rounds up
+    expect(f16Bits(2 ** -24)).toBe(0x0001);
+    expect(f16Bits(2 ** -25)).toBe(0x0000); // tie to even (zero)
+    expect(f16Bits(1.5 * 2 ** -25)).toBe(0x0001);
+    expect(f16Value(0x3555)).toBeCloseTo(0.333251953125, 12);
+    expect(bf16Bits(1)).toBe(0x3f80);
+    expect(bf16Bits(1 + 2 ** -8)).toBe(0x3f80); // tie, even stays
+    expect(bf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82); // tie, odd rounds up
+    expect(bf16Value(0xc040)).toBe(-3);
+  });
+});
+
+describe('matvec', () => {
+  const dtypes: WeightDType[] = ['f32', 'f16', 'bf16'];
+  const schedules: MatvecSchedule[] = ['rows', 'coop'];
+  let seed = 1;
+  for (const dtype of dtypes) {
+    for (const schedule of schedules) {
+      it(`${dtype} ${schedule}: odd N, vector path (K=200), plain / bias / accumulate / both`, async () => {
+        await runCase({ dtype, schedule, N: 97, K: 200 }, seed++);
+        await runCase({ dtype, schedule, N: 97, K: 200, bias: true }, seed++);
+        await runCase({ dtype, schedule, N: 97, K: 200, accumulate: true }, seed++);
+        await runCase({ dtype, schedule, N: 98, K: 200, bias: true, accumulate: true }, seed++);
+      });
+      it(`${dtype} ${schedule}: K=576, offsets (aligned and unaligned), scalar-path K`, async () => {
+        await runCase({ dtype, schedule, N: 61, K: 576, xOffset: 8, yOffset: 5 }, seed++);
+        await runCase({ dtype, schedule, N: 33, K: 576, xOffset: 3, yOffset: 1, bias: true, accumulate: true }, seed++);
+        await runCase({ dtype, schedule, N: 50, K: dtype === 'f32' ? 201 : 198, bias: true }, seed++);
+        await runCase({ dtype, schedule, N: 3, K: 2 }, seed++);
+      });
+      it(`${dtype} ${schedule}: 2-D workgroup grid`, async () => {
+        await runCase({ dtype, schedule, N: 2000 + 3, K: 24, gpuOverride: tinyGrid, bias: true }, seed++);
+      });
+    }
+  }
+  it('LM-head-sized N (70000) with the default schedule', async () => {
+    await runCase({ dtype: 'f16', N: 70000, K: 16, bias: true }, 99);
+  });
+  it('coop schedule past 65535 workgroups in one dimension (N = 262200)', async () => {
+    await runCase({ dtype: 'f32', schedule: 'coop', N: 262200, K: 4 }, 98);
+  });
+});
+
+describe('gemm', () => {
+  let seed = 1000;
+  for (const dtype of ['f32', 'f16', 'bf16'] as WeightDType[]) {
+    it(`${dtype}: rows 1, 7, 64; odd N; K=200 and 576; bias / accumulate`, async () => {
+      await runCase({ dtype, N: 97, K: 200, rows: 1 }, seed++);
+      await runCase({ dtype, N: 97, K: 200, rows: 7, bias: true }, seed++);
+      await runCase({ dtype, N: 97, K: 200, rows: 64, accumulate: true }, seed++);
+      await runCase({ dtype, N: 67, K: 576, rows: 7, bias: true, accumulate: true }, seed++);
+    });
+    it(`${dtype}: offsets and scalar-path K`, async () => {
+      await runCase({ dtype, N: 45, K: 576, rows: 5, xOffset: 12, yOffset: 7 }, seed++);
+      await runCase({ dtype, N: 45, K: 200, rows: 9, xOffset: 1, yOffset: 2, bias: true }, seed++);
+      await runCase({ dtype, N: 19, K: dtype === 'f32' ? 37 : 38, rows: 17, accumulate: true }, seed++);
+    });
+  }
+  it('rejects a row count outside [1, maxRows]', async () => {
+    const gpu = await testGpu();
+    const w = uploadWeight(gpu, 'f32', 4, 4, new Uint8Array(64), 'w');
+    const g = gemmOp(gpu, w, gpu.storage(4 * 4 * 4, 'x'), gpu.storage(4 * 4 * 4, 'y'), 4);
+    expect(() => g.forRows(5)).toThrow(/rows/);
+    expect(() => g.forRows(0)).toThrow(/rows/);
+  });
+});
+
+describe('copy probe', () => {
+  const cases: [number, boolean][] = [[1, false], [4099, false], [4100, false], [40_000, true], [40_001, true]];
+  for (const [n, tiny] of cases) {
+    it(`copies ${n} f32${tiny ? ' (2-D grid)' : ''}`, async () => {
+      const base = await testGpu();
+      const gpu = tiny ? tinyGrid(base) : base;
+      const src = new Float32Array(n).map((_, i) => i * 0.5 - 7);
+      const a = gpu.storage(src, 'a');
+      const b = gpu.storage(new Float32Array(n + 8).fill(SENTINEL), 'b');
+      gpu.run([copyOp(gpu, a, b, n)]);
+      const got = await gpu.readF32(b, n + 8);
+      let bad = 0;
+      for (let i = 0; i < n + 8; i++) if (got[i] !== (i < n ? src[i] : SENTINEL)) bad++;
+      expect(bad).toBe(0);
+      a.destroy();
+      b.destroy();
+    });
+  }
+});
+
+describe('weight upload', () => {
+  it('throws tensor-too-large naming the tensor, its bytes and the limit', async () => {
+    expect(() => checkWeightSize('lm_head.weight', 2_000_000_000, 1_073_741_824)).toThrow(UnsupportedError);
+    try {
+      checkWeightSize('lm_head.weight', 2_000_000_000, 1_073_741_824);
+    } catch (e) {
+      expect((e as UnsupportedError).code).toBe('tensor-too-large');
+      expect((e as Error).message).toMatch(/lm_head\.weight.*2000000000.*1073741824/);
+    }
+    expect(() => checkWeightSize('ok', 1024, 1024)).not.toThrow();
+    // Through uploadWeight, on a device whose binding limit is 1 KiB.
+    const gpu = await testGpu();
+    const small = Object.create(gpu, { maxBinding: { value: 1024 } }) as Gpu;
+    const before = gpu.bytes('weights');
+    expect(() => uploadWeight(small, 'f16', 32, 32, new Uint8Array(2048), 'big')).toThrow(
+      expect.objectContaining({ code: 'tensor-too-large' }),
+    );
+    expect(gpu.bytes('weights')).toBe(before); // nothing allocated
+    expect(uploadWeight(small, 'f16', 16, 32, new Uint8Array(1024), 'fits').rows).toBe(16);
+  });
+  it('rejects wrong byte counts and odd 16-bit rows', async () => {
+    const gpu = await testGpu();
+    expect(() => uploadWeight(gpu, 'bf16', 4, 4, new Uint8Array(30), 'w')).toThrow(expect.objectContaining({ code: 'shape-mismatch' }));
+    expect(() => uploadWeight(gpu, 'f16', 4, 3, new Uint8Array(24), 'w')).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
+  });
+});
