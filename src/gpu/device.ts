@@ -88,6 +88,8 @@ export class Gpu {
   private bytesByTag = new Map<string, number>();
   private lostReason: string | null = null;
   private static liveDevices = new Set<Gpu>();
+  private owner: object | null = null;
+  private owned = new Map<object, { buffer: GPUBuffer; tag: string }[]>();
 
   private constructor(device: GPUDevice, info: GPUAdapterInfo) {
     this.device = device;
@@ -170,6 +172,7 @@ export class Gpu {
       throw new OutOfMemoryError(`GPU allocation of ${padded} bytes for ${label} failed.`, { cause });
     }
     this.bytesByTag.set(tag, (this.bytesByTag.get(tag) ?? 0) + padded);
+    if (this.owner) this.owned.get(this.owner)!.push({ buffer: buf, tag });
     return buf;
   }
 
@@ -196,6 +199,22 @@ export class Gpu {
       bytes = padded;
     }
     this.device.queue.writeBuffer(buffer, offset, bytes as Uint8Array<ArrayBuffer>);
+  }
+
+  /** Buffers created between beginOwner(o) and endOwner() belong to o (see destroyOwned). */
+  beginOwner(owner: object): void {
+    this.owner = owner;
+    if (!this.owned.has(owner)) this.owned.set(owner, []);
+  }
+
+  endOwner(): void {
+    this.owner = null;
+  }
+
+  /** Destroys every buffer created for `owner` and updates the byte counts. */
+  destroyOwned(owner: object): void {
+    for (const { buffer, tag } of this.owned.get(owner) ?? []) this.destroyBuffer(buffer, tag);
+    this.owned.delete(owner);
   }
 
   destroyBuffer(buffer: GPUBuffer, tag = 'scratch'): void {

@@ -1,0 +1,276 @@
+/**
+ * A Llama-family model on the GPU: weights uploaded in their own dtype, activation buffers
+ * sized for one prefill chunk, a plain contiguous KV cache per layer (keys after RoPE,
+ * absolute positions, per-(layer, KV head) lengths on the GPU), and the op list of one
+ * forward step for any number of rows.
+ */
+import type { Gpu, Op } from '../gpu/device';
+import type { ModelConfig } from '../model/config';
+import type { HostTensor, WeightSet } from '../model/tensor';
+import { toFloat32 } from '../model/tensor';
+import { ModelLoadError, ShapeMismatchError } from '../errors';
+import { ropeInvFreq, ropeTables } from '../reference/ops';
+import {
+  attentionOps,
+  attentionSplit,
+  embedOp,
+  kvCommitOp,
+  MAX_SPLITS,
+  rmsnormOp,
+  ropeAppendOp,
+  StepBuffer,
+  swigluOp,
+  type LayerCacheBuffers,
+  type RowOp,
+} from './ops/basic';
+import { gemmOp, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul';
+import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
+
+export interface GpuModelOptions {
+  /** Rows per prefill chunk (activation buffers are sized for it). */
+  maxRows: number;
+  /** Cache capacity in tokens (<= the model's context). */
+  contextLength: number;
+}
+
+interface LayerOps {
+  norm1: RowOp;
+  qkv: MatOp;
+  rope: RowOp;
+  attn: (rows: number, splits: number) => Op[];
+  o: MatOp;
+  norm2: RowOp;
+  gateUp: MatOp;
+  swiglu: RowOp;
+  down: MatOp;
+}
+
+/** Matvec for one row, GEMM for several. */
+interface MatOp {
+  forRows(rows: number): Op;
+}
+
+function tensor(weights: WeightSet, name: string): HostTensor {
+  const t = weights.get(name);
+  if (!t) throw new ModelLoadError('missing-tensor', `The weights have no tensor named ${name}.`);
+  return t;
+}
+
+/** Concatenates same-dtype tensors along dim 0 (rows), byte for byte. */
+function concatRows(parts: HostTensor[]): HostTensor {
+  const dtype = parts[0]!.dtype;
+  for (const p of parts) {
+    if (p.dtype !== dtype) {
+      throw new ShapeMismatchError('dtype-mismatch', `${p.name} is ${p.dtype} but ${parts[0]!.name} is ${dtype}; fused projections need one dtype.`);
+    }
+  }
+  const bytes = new Uint8Array(parts.reduce((s, p) => s + p.data.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    bytes.set(p.data, off);
+    off += p.data.byteLength;
+  }
+  return { name: parts.map((p) => p.name).join('+'), dtype, shape: [parts.reduce((s, p) => s + p.shape[0]!, 0), parts[0]!.shape[1] ?? 1], data: bytes };
+}
+
+export class GpuModel {
+  readonly gpu: Gpu;
+  readonly config: ModelConfig;
+  readonly maxRows: number;
+  readonly capacity: number;
+  readonly step: StepBuffer;
+  readonly tokens: GPUBuffer;
+  readonly logits: GPUBuffer;
+  readonly sampled: GPUBuffer;
+  readonly lens: GPUBuffer;
+  private layers: LayerOps[] = [];
+  private finalNorm: RowOp;
+  private lmHead: Op;
+  private commit: Op;
+  private embed: RowOp;
+  readonly sampler: SampleOp;
+  private staging: GPUBuffer;
+  private weightTensors: WeightTensor[] = [];
+  private destroyed = false;
+
+  constructor(gpu: Gpu, config: ModelConfig, weights: WeightSet, opts: GpuModelOptions) {
+    this.gpu = gpu;
+    gpu.beginOwner(this);
+    try {
+    this.config = config;
+    this.maxRows = opts.maxRows;
+    this.capacity = opts.contextLength;
+    const c = config;
+    const R = opts.maxRows;
+    const H = c.hiddenSize;
+    const hd = c.headDim;
+    const qkvWidth = (c.numHeads + 2 * c.numKvHeads) * hd;
+    const I = c.intermediateSize;
+    const shape = { nH: c.numHeads, nKV: c.numKvHeads, hd };
+    this.step = new StepBuffer(gpu);
+
+    const f32 = (n: number, label: string) => gpu.storage(n * 4, label, 'activations');
+    const x = f32(R * H, 'x');
+    const xn = f32(R * H, 'xn');
+    const qkv = f32(R * qkvWidth, 'qkv');
+    const attnOut = f32(R * c.numHeads * hd, 'attn');
+    const gu = f32(R * 2 * I, 'gate_up');
+    const act = f32(R * I, 'act');
+    const part = f32(R * c.numHeads * MAX_SPLITS * (hd + 2), 'attn.partials');
+    const xLast = f32(H, 'x.last');
+    this.logits = f32(c.vocabSize, 'logits');
+    this.tokens = gpu.storage(R * 4, 'tokens', 'activations');
+    this.sampled = gpu.storage(16, 'sampled', 'activations');
+    this.staging = gpu.buffer(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'sampled.staging');
+    this.lens = gpu.storage(c.numLayers * c.numKvHeads * 4, 'kv.lengths', 'kv');
+
+    const { cos, sin } = ropeTables(ropeInvFreq(c), this.capacity);
+    const cosB = gpu.storage(cos, 'rope.cos', 'activations');
+    const sinB = gpu.storage(sin, 'rope.sin', 'activations');
+
+    const upload = (t: HostTensor, label: string): WeightTensor => {
+      const w = uploadWeight(gpu, t.dtype, t.shape[0]!, t.shape[1]!, t.data, label);
+      this.weightTensors.push(w);
+      return w;
+    };
+    const vec = (t: HostTensor, label: string) => gpu.storage(toFloat32(t), label, 'weights');
+    const mat = (w: WeightTensor, xin: GPUBuffer, y: GPUBuffer, bias?: GPUBuffer, accumulate = false): MatOp => {
+      const mv = matvecOp(gpu, w, xin, y, { bias, accumulate });
+      const mm = gemmOp(gpu, w, xin, y, R, { bias, accumulate });
+      return { forRows: (rows) => (rows === 1 ? mv : mm.forRows(rows)) };
+    };
+
+    const embT = tensor(weights, 'model.embed_tokens.weight');
+    const emb = upload(embT, 'embed_tokens');
+    this.embed = embedOp(gpu, emb.buffer, emb.dtype, H, this.tokens, x);
+
+    for (let l = 0; l < c.numLayers; l++) {
+      const p = `model.layers.${l}.`;
+      const qkvW = upload(
+        concatRows(['q', 'k', 'v'].map((n) => tensor(weights, `${p}self_attn.${n}_proj.weight`))),
+        `layer${l}.qkv`,
+      );
+      let qkvBias: GPUBuffer | undefined;
+      if (c.attentionBias) {
+        const parts = ['q', 'k', 'v'].map((n) => toFloat32(tensor(weights, `${p}self_attn.${n}_proj.bias`)));
+        const all = new Float32Array(parts.reduce((s, a) => s + a.length, 0));
+        let off = 0;
+        for (const a of parts) {
+          all.set(a, off);
+          off += a.length;
+        }
+        qkvBias = gpu.storage(all, `layer${l}.qkv.bias`, 'weights');
+      }
+      const oW = upload(tensor(weights, `${p}self_attn.o_proj.weight`), `layer${l}.o`);
+      const guW = upload(concatRows(['gate', 'up'].map((n) => tensor(weights, `${p}mlp.${n}_proj.weight`))), `layer${l}.gate_up`);
+      const downW = upload(tensor(weights, `${p}mlp.down_proj.weight`), `layer${l}.down`);
+      const n1 = vec(tensor(weights, `${p}input_layernorm.weight`), `layer${l}.norm1`);
+      const n2 = vec(tensor(weights, `${p}post_attention_layernorm.weight`), `layer${l}.norm2`);
+
+      const cap = this.capacity;
+      const cache: LayerCacheBuffers = {
+        k: gpu.storage(c.numKvHeads * cap * hd * 4, `layer${l}.k`, 'kv'),
+        v: gpu.storage(c.numKvHeads * cap * hd * 4, `layer${l}.v`, 'kv'),
+        pos: gpu.storage(c.numKvHeads * cap * 4, `layer${l}.pos`, 'kv'),
+        capacity: cap,
+        layerBase: l * c.numKvHeads,
+      };
+      this.layers.push({
+        norm1: rmsnormOp(gpu, x, n1, xn, H, c.rmsNormEps, this.step),
+        qkv: mat(qkvW, xn, qkv, qkvBias),
+        rope: ropeAppendOp(gpu, qkv, cosB, sinB, cache, this.lens, shape, this.step),
+        attn: attentionOps(gpu, qkv, cache, this.lens, part, attnOut, shape, this.step),
+        o: mat(oW, attnOut, x, undefined, true),
+        norm2: rmsnormOp(gpu, x, n2, xn, H, c.rmsNormEps, this.step),
+        gateUp: mat(guW, xn, gu),
+        swiglu: swigluOp(gpu, gu, act, I, this.step),
+        down: mat(downW, act, x, undefined, true),
+      });
+    }
+    const normF = vec(tensor(weights, 'model.norm.weight'), 'norm.final');
+    this.finalNorm = rmsnormOp(gpu, x, normF, xLast, H, c.rmsNormEps, this.step, true);
+    const head = c.tieWordEmbeddings ? emb : upload(tensor(weights, 'lm_head.weight'), 'lm_head');
+    this.lmHead = matvecOp(gpu, head, xLast, this.logits);
+    this.commit = kvCommitOp(gpu, this.lens, c.numLayers * c.numKvHeads, this.step);
+    this.sampler = sampleOp(gpu, this.logits, c.vocabSize, this.sampled);
+    } catch (e) {
+      gpu.endOwner();
+      gpu.destroyOwned(this);
+      throw e;
+    }
+    gpu.endOwner();
+  }
+
+  /**
+   * The ops of one step over `rows` tokens at positions pos0.. (tokens already written),
+   * from embedding to logits of the last row, plus the cache-length commit. `cached` is the
+   * number of entries already in the cache before this step.
+   */
+  stepOps(rows: number, pos0: number, cached: number, withLogits: boolean): Op[] {
+    const split = attentionSplit(cached + rows);
+    this.step.set({ rows, pos0, ...split });
+    const ops: Op[] = [this.embed(rows)];
+    for (const L of this.layers) {
+      ops.push(L.norm1(rows), L.qkv.forRows(rows), L.rope(rows), ...L.attn(rows, split.splits), L.o.forRows(rows));
+      ops.push(L.norm2(rows), L.gateUp.forRows(rows), L.swiglu(rows), L.down.forRows(rows));
+    }
+    if (withLogits) ops.push(this.finalNorm(rows), this.lmHead);
+    ops.push(this.commit);
+    return ops;
+  }
+
+  writeTokens(ids: ArrayLike<number>): void {
+    this.gpu.write(this.tokens, Uint32Array.from(ids as ArrayLike<number>));
+  }
+
+  /**
+   * Runs a step; when `sample` is given, samples the next token on the GPU and returns its
+   * id (one u32 read back). Otherwise returns -1 once the GPU has finished.
+   */
+  async runStep(rows: number, pos0: number, cached: number, sample?: { params: SamplingParams; step: number }, withLogits = !!sample): Promise<number> {
+    const ops = this.stepOps(rows, pos0, cached, withLogits);
+    if (sample) {
+      this.sampler.set(sample.params, sample.step);
+      ops.push(...this.sampler.ops);
+    }
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    this.gpu.encode(pass, ops);
+    pass.end();
+    if (!sample) {
+      this.gpu.device.queue.submit([enc.finish()]);
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      return -1;
+    }
+    enc.copyBufferToBuffer(this.sampled, 0, this.staging, 0, 4);
+    this.gpu.device.queue.submit([enc.finish()]);
+    await this.staging.mapAsync(GPUMapMode.READ);
+    const id = new Uint32Array(this.staging.getMappedRange(0, 4))[0]!;
+    this.staging.unmap();
+    return id;
+  }
+
+  /** Sets every (layer, KV head) length to n: truncates the cache to its first n entries. */
+  setCacheLength(n: number): void {
+    this.gpu.write(this.lens, new Uint32Array(this.config.numLayers * this.config.numKvHeads).fill(n));
+  }
+
+  async readLogits(): Promise<Float32Array> {
+    return this.gpu.readF32(this.logits, this.config.vocabSize);
+  }
+
+  /**
+   * Frees the model's GPU memory. The device may be shared, so only buffers this model
+   * created are destroyed: they are found by the labels the model gave them.
+   */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.gpu.destroyOwned(this);
+  }
+
+  /** KV cache bytes allocated (keys, values, positions, lengths). */
+  kvBytes(): number {
+    return this.gpu.bytes('kv');
+  }
+}
