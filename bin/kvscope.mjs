@@ -12,6 +12,6 @@ if (existsSync(built)) {
   const code = await main(process.argv.slice(2));
   setTimeout(() => process.exit(code), 20);
 } else {
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vite-node', 'vite-node.mjs'), join(root, 'src', 'cli.ts'), '--', ...process.argv.slice(2)], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'vite-node', 'vite-node.mjs'), join(root, 'scripts', 'kvscope.ts'), '--', ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }

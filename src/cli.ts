@@ -85,12 +85,3 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
 }
-
-const isMain = typeof process !== 'undefined' && process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
-if (isMain) {
-  const args = process.argv.slice(2).filter((a) => a !== '--');
-  main(args).then((code) => {
-    // Let Dawn shut down before exiting.
-    setTimeout(() => process.exit(code), 20);
-  });
-}

@@ -112,7 +112,13 @@ export class Engine {
     if (!Number.isInteger(ctx) || ctx < 1 || ctx > cfg.contextLength) {
       throw new InvalidArgumentError(`contextLength must be an integer in [1, ${cfg.contextLength}] (the model's context), got ${options.contextLength}.`);
     }
-    const model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: Math.min(chunk, ctx), contextLength: ctx });
+    let model: GpuModel;
+    try {
+      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: Math.min(chunk, ctx), contextLength: ctx });
+    } catch (e) {
+      if (!options.gpu) gpu.destroy();
+      throw e;
+    }
     await gpu.device.queue.onSubmittedWorkDone();
     const total = gpu.bytes('weights');
     options.onProgress?.({ stage: 'upload', loaded: total, total, fraction: 1 });

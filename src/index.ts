@@ -1,0 +1,23 @@
+/**
+ * kvscope's public API. Importing this module touches no WebGPU API, so it is safe in
+ * server-side rendering and plain Node; WebGPU is needed only when an engine is created.
+ */
+export { Engine } from './engine/engine';
+export type { EngineOptions, GenerateOptions, GenerationStats, GeneratedToken, FinishReason, LoadProgress } from './engine/engine';
+export type { SamplingParams } from './engine/ops/sample';
+export { Gpu, getWebGPU } from './gpu/device';
+export type { GpuOptions } from './gpu/device';
+export {
+  KvscopeError,
+  NoWebGPUError,
+  ModelLoadError,
+  ShapeMismatchError,
+  UnsupportedError,
+  ContextOverflowError,
+  OutOfMemoryError,
+  DeviceLostError,
+  InvalidArgumentError,
+} from './errors';
+export type { ErrorCode } from './errors';
+export { loadModel, parseHfConfig, parseMlcConfig, Tokenizer, StreamingDetokenizer } from './model/index';
+export type { ModelConfig, LoadedModel, ChatMessage, ChatRole, HostTensor, WeightSet, TensorDtype } from './model/index';
