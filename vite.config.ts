@@ -14,7 +14,7 @@ export default defineConfig(({ mode }) => ({
           outDir: 'dist',
           emptyOutDir: false,
           sourcemap: true,
-          lib: { entry: resolve(__dirname, 'src/index.ts'), formats: ['es'], fileName: () => 'index.js' },
+          lib: { entry: { index: resolve(__dirname, 'src/index.ts'), cli: resolve(__dirname, 'src/cli.ts') }, formats: ['es'], fileName: (_format, name) => `${name}.js` },
           rollupOptions: { external: ['webgpu', /^node:/] },
         }
       : { outDir: 'dist/demo', sourcemap: true },
