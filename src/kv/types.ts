@@ -1,0 +1,36 @@
+/**
+ * Types shared by the cache manager, the engine, the worker and the UI.
+ */
+
+/** How a policy is chosen: a registered name plus its parameters (validated by the registry). */
+export interface PolicySpec {
+  name: string;
+  /** Entries kept per (layer, KV head), sinks and windows included. Omit for `full`. */
+  budget?: number;
+  params?: Record<string, number | boolean | string>;
+}
+
+/** A small per-step picture of the cache, cheap enough to take every few decode steps. */
+export interface CacheSnapshot {
+  /** Tokens the model has seen (the full-cache length). */
+  tokens: number;
+  numLayers: number;
+  numKvHeads: number;
+  policy: PolicySpec;
+  /** Live entries per (layer, KV head), index layer * numKvHeads + head. */
+  live: Uint32Array;
+  /** Allocated entries per (layer, KV head). */
+  capacity: Uint32Array;
+  /** Positions kept per (layer, KV head), when requested (same indexing). */
+  positions?: Uint32Array[];
+  /** The policy's current score per kept entry, when it keeps one and positions were requested. */
+  scores?: Float32Array[];
+  /** For each layer, the layer whose cache it reads (itself when not shared). */
+  cacheSource: Int32Array;
+  kvBytesAllocated: number;
+  kvBytesInUse: number;
+  /** KV footprint so far (methods.md §5), relative to a full cache under the same chunking. */
+  footprint: number;
+  /** Peak live entries / tokens so far. */
+  peak: number;
+}
