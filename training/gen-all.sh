@@ -12,11 +12,12 @@ $G --out $D/train-512.jsonl  --seed 3 --n 10000 --min-tokens 192 --max-tokens 51
 $G --out $D/train-1024.jsonl --seed 4 --n 4000  --min-tokens 384 --max-tokens 1024
 fi
 # Held-out evaluation grids: held-out corpus documents as haystack, seeds unused by training.
-for T in 512 1024 2048; do
+for T in 128 256 512 1024 2048; do
   $G --out $D/eval-passkey-$T.jsonl --task passkey --tokens $T --depths 10 --per-depth 10 --split heldout --seed 100$T
 done
 $G --out $D/eval-niah4-1024.jsonl --task niah --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 2001 --opts '{"keys":4}'
 $G --out $D/eval-vartrack-1024.jsonl --task vartrack --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 2002 --opts '{"hops":4,"distractors":1}'
+$G --out $D/eval-kvrecall-128.jsonl --task kvrecall --tokens 128 --depths 10 --per-depth 10 --split heldout --seed 2007
 $G --out $D/eval-kvrecall-512.jsonl --task kvrecall --tokens 512 --depths 10 --per-depth 10 --split heldout --seed 2003
 $G --out $D/eval-passkey-chat-1024.jsonl --task passkey --fmt chat --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2004
 $G --out $D/eval-passkey-brown-1024.jsonl --task passkey --filler brown --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2005
