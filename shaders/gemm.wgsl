@@ -55,13 +55,27 @@ fn wload(i: u32) -> Chunk { return w[i]; }
 fn xload(e: u32) -> Chunk { return x[e / 4u]; }
 fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
 #else
-struct Chunk { lo: vec4<f32>, hi: vec4<f32> }
+// A chunk of 8 elements as (even, odd): even = elements 0, 2, 4, 6 (low halves of the four u32),
+// odd = 1, 3, 5, 7 (high halves), so bf16 converts as one vec4 shift / mask each; x is shuffled to match.
+struct Chunk { even: vec4<f32>, odd: vec4<f32> }
 fn wload(i: u32) -> Chunk {
   let v = w[i];
-  return Chunk(vec4<f32>(unpack2(v.x), unpack2(v.y)), vec4<f32>(unpack2(v.z), unpack2(v.w)));
+#if BF16
+  return Chunk(bitcast<vec4<f32>>(v << vec4<u32>(16u)), bitcast<vec4<f32>>(v & vec4<u32>(0xffff0000u)));
+#else
+  let p0 = unpack2x16float(v.x);
+  let p1 = unpack2x16float(v.y);
+  let p2 = unpack2x16float(v.z);
+  let p3 = unpack2x16float(v.w);
+  return Chunk(vec4<f32>(p0.x, p1.x, p2.x, p3.x), vec4<f32>(p0.y, p1.y, p2.y, p3.y));
+#endif
 }
-fn xload(e: u32) -> Chunk { return Chunk(x[e / 4u], x[e / 4u + 1u]); }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.lo, b.lo) + dot(a.hi, b.hi); }
+fn xload(e: u32) -> Chunk {
+  let a = x[e / 4u];
+  let b = x[e / 4u + 1u];
+  return Chunk(vec4<f32>(a.xz, b.xz), vec4<f32>(a.yw, b.yw));
+}
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.even, b.even) + dot(a.odd, b.odd); }
 #endif
 #else
 #if F32

@@ -56,17 +56,37 @@ fn unpack2(v: u32) -> vec2<f32> {
 #if VEC
 #if F32
 alias Chunk = vec4<f32>;
+alias Acc = vec4<f32>;
 fn wload(i: u32) -> Chunk { return w[i]; }
 fn xload(e: u32) -> Chunk { return x[e / 4u]; }
 fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+fn mac(acc: Acc, a: Chunk, b: Chunk) -> Acc { return fma(a, b, acc); }
+fn hsum(a: Acc) -> f32 { return (a.x + a.y) + (a.z + a.w); }
 #else
-struct Chunk { lo: vec4<f32>, hi: vec4<f32> }
+// A chunk of 8 elements as (even, odd): even = elements 0, 2, 4, 6 (low halves of the four u32),
+// odd = 1, 3, 5, 7 (high halves), so bf16 converts as one vec4 shift / mask each; x is shuffled to match.
+struct Chunk { even: vec4<f32>, odd: vec4<f32> }
 fn wload(i: u32) -> Chunk {
   let v = w[i];
-  return Chunk(vec4<f32>(unpack2(v.x), unpack2(v.y)), vec4<f32>(unpack2(v.z), unpack2(v.w)));
+#if BF16
+  return Chunk(bitcast<vec4<f32>>(v << vec4<u32>(16u)), bitcast<vec4<f32>>(v & vec4<u32>(0xffff0000u)));
+#else
+  let p0 = unpack2x16float(v.x);
+  let p1 = unpack2x16float(v.y);
+  let p2 = unpack2x16float(v.z);
+  let p3 = unpack2x16float(v.w);
+  return Chunk(vec4<f32>(p0.x, p1.x, p2.x, p3.x), vec4<f32>(p0.y, p1.y, p2.y, p3.y));
+#endif
 }
-fn xload(e: u32) -> Chunk { return Chunk(x[e / 4u], x[e / 4u + 1u]); }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.lo, b.lo) + dot(a.hi, b.hi); }
+fn xload(e: u32) -> Chunk {
+  let a = x[e / 4u];
+  let b = x[e / 4u + 1u];
+  return Chunk(vec4<f32>(a.xz, b.xz), vec4<f32>(a.yw, b.yw));
+}
+fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.even, b.even) + dot(a.odd, b.odd); }
+alias Acc = vec4<f32>;
+fn mac(acc: Acc, a: Chunk, b: Chunk) -> Acc { return fma(a.odd, b.odd, fma(a.even, b.even, acc)); }
+fn hsum(a: Acc) -> f32 { return (a.x + a.y) + (a.z + a.w); }
 #endif
 #else
 #if F32
@@ -74,11 +94,17 @@ alias Chunk = f32;
 fn wload(i: u32) -> Chunk { return w[i]; }
 fn xload(e: u32) -> Chunk { return x[e]; }
 fn dotc(a: Chunk, b: Chunk) -> f32 { return a * b; }
+alias Acc = f32;
+fn mac(acc: Acc, a: Chunk, b: Chunk) -> Acc { return fma(a, b, acc); }
+fn hsum(a: Acc) -> f32 { return a; }
 #else
 alias Chunk = vec2<f32>;
 fn wload(i: u32) -> Chunk { return unpack2(w[i]); }
 fn xload(e: u32) -> Chunk { return vec2<f32>(x[e], x[e + 1u]); }
 fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+alias Acc = vec2<f32>;
+fn mac(acc: Acc, a: Chunk, b: Chunk) -> Acc { return fma(a, b, acc); }
+fn hsum(a: Acc) -> f32 { return a.x + a.y; }
 #endif
 #endif
 
@@ -130,20 +156,20 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   let b1 = min(n0 + 1u, last) * KC;
   let b2 = min(n0 + 2u, last) * KC;
   let b3 = min(n0 + 3u, last) * KC;
-  var a0 = 0.0;
-  var a1 = 0.0;
-  var a2 = 0.0;
-  var a3 = 0.0;
+  var a0 = Acc();
+  var a1 = Acc();
+  var a2 = Acc();
+  var a3 = Acc();
   for (var c = 0u; c < KC; c++) {
     let xv = xload(p.x_off + c * CH);
-    a0 += dotc(xv, wload(b0 + c));
-    a1 += dotc(xv, wload(b1 + c));
-    a2 += dotc(xv, wload(b2 + c));
-    a3 += dotc(xv, wload(b3 + c));
+    a0 = mac(a0, xv, wload(b0 + c));
+    a1 = mac(a1, xv, wload(b1 + c));
+    a2 = mac(a2, xv, wload(b2 + c));
+    a3 = mac(a3, xv, wload(b3 + c));
   }
-  store(n0, a0);
-  if (n0 + 1u < p.n) { store(n0 + 1u, a1); }
-  if (n0 + 2u < p.n) { store(n0 + 2u, a2); }
-  if (n0 + 3u < p.n) { store(n0 + 3u, a3); }
+  store(n0, hsum(a0));
+  if (n0 + 1u < p.n) { store(n0 + 1u, hsum(a1)); }
+  if (n0 + 2u < p.n) { store(n0 + 2u, hsum(a2)); }
+  if (n0 + 3u < p.n) { store(n0 + 3u, hsum(a3)); }
 }
 #endif

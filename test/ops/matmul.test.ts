@@ -222,6 +222,36 @@ describe('matvec', () => {
       });
     }
   }
+  for (const schedule of ['rows', 'coop'] as MatvecSchedule[]) {
+    it(`f16 ${schedule}: subnormal, extreme, signed-zero, inf and NaN weights decode exactly`, async () => {
+      const gpu = await testGpu();
+      const K = 16;
+      const specials = [0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x8000, 0x0000, 0x3c00, 0x3555, 0xc000, 0x2e66, 0x0200, 0x8200, 0x5640, 0x1234];
+      const bits = new Uint16Array(4 * K);
+      for (let k = 0; k < K; k++) {
+        bits[k] = specials[k]!; // row 0: finite specials, one per column
+        bits[K + k] = k === 5 ? 0x7c00 : 0x3c00; // row 1: +inf at column 5
+        bits[2 * K + k] = k === 9 ? 0xfe00 : 0x3c00; // row 2: NaN at column 9
+        bits[3 * K + k] = k === 2 ? 0xfc00 : 0; // row 3: -inf
+      }
+      const w = uploadWeight(gpu, 'f16', 4, K, new Uint8Array(bits.buffer), 'specials');
+      const run = async (x: Float32Array): Promise<Float32Array> => {
+        const y = gpu.storage(16, 'y');
+        gpu.run([matvecOpWith(gpu, w, gpu.storage(x, 'x'), y, {}, schedule)]);
+        return gpu.readF32(y, 4);
+      };
+      // x picks out one column at a time, so y[0] = W[0, col] exactly.
+      for (let col = 0; col < K; col++) {
+        const x = new Float32Array(K);
+        x[col] = 1;
+        expect((await run(x))[0]! + 0).toBe(f16Value(specials[col]!) + 0); // + 0: the f32 sum starts at +0, so -0 reads as +0
+      }
+      const got = await run(new Float32Array(K).fill(1));
+      expect(got[1]).toBe(Infinity);
+      expect(got[2]).toBeNaN();
+      expect(got[3]).toBe(-Infinity);
+    });
+  }
   it('LM-head-sized N (70000) with the default schedule', async () => {
     await runCase({ dtype: 'f16', N: 70000, K: 16, bias: true }, 99);
   });
