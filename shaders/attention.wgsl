@@ -16,6 +16,10 @@ const NEG: f32 = -1.0e30;
 @group(0) @binding(1) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<uniform> step: Step;
+#if SCORES
+// (max, sum) of the softmax per (row, head), for the attention-mass pass.
+@group(0) @binding(4) var<storage, read_write> ml: array<f32>;
+#endif
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -38,6 +42,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     outp[(r * p.nH + h) * p.hd + d] = acc / l;
   }
+#if SCORES
+  if (lid.x == 0u) {
+    ml[(r * p.nH + h) * 2u] = m;
+    ml[(r * p.nH + h) * 2u + 1u] = l;
+  }
+#endif
 }
 #else
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
@@ -48,6 +58,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 @group(0) @binding(5) var<storage, read_write> part: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 @group(0) @binding(7) var<uniform> step: Step;
+#if SCORES
+// Raw scaled scores per (row, head, entry) (NEG where masked), for the attention-mass pass.
+@group(0) @binding(8) var<storage, read_write> scores: array<f32>;
+#endif
 
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
@@ -79,6 +93,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       s = dot * p.scale;
     }
     sc[lid.x] = s;
+#if SCORES
+    if (j < end) { scores[(r * p.nH + h) * p.capacity + j] = s; }
+#endif
     workgroupBarrier();
     var tmax = NEG;
     let cnt = min(WG, end - t0);

@@ -13,6 +13,8 @@ import { createChatFormatter, type ChatFormatter, type ChatMessage } from '../mo
 import { GpuModel } from './gpu-model';
 import { validateSamplingParams, type SamplingParams } from './ops/sample';
 import { StopMatcher } from './stop';
+import { resolvePolicy, type ResolvedPolicy } from '../kv/policies/registry';
+import type { CacheSnapshot, PolicySpec } from '../kv/types';
 
 export interface LoadProgress {
   stage: 'download' | 'upload';
@@ -28,9 +30,20 @@ export interface EngineOptions {
   contextLength?: number;
   /** Prefill chunk size in tokens (default 128). */
   prefillChunk?: number;
+  /** KV cache policy (default: `{ name: 'full' }`). */
+  policy?: PolicySpec;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: (p: LoadProgress) => void;
+}
+
+export interface SnapshotOptions {
+  /** Take a snapshot every N generated tokens (default 8) ... */
+  everyTokens?: number;
+  /** ... or every `everyMs` milliseconds, whichever comes first (default 200). */
+  everyMs?: number;
+  /** Include the positions kept per (layer, KV head) (a larger readback). */
+  positions?: boolean;
 }
 
 export interface GenerateOptions {
@@ -62,6 +75,13 @@ export interface GenerationStats {
   decodeTokensPerSecond: number;
   prefillMs: number;
   decodeMs: number;
+  /** KV footprint of everything cached so far, relative to a full cache under the same chunking (methods.md §5). */
+  kvFootprint: number;
+  /** Peak live entries per (layer, KV head) / tokens. */
+  kvPeak: number;
+  kvBytesAllocated: number;
+  kvBytesInUse: number;
+  policy: PolicySpec;
 }
 
 export interface GeneratedToken {
@@ -83,10 +103,14 @@ export class Engine {
   /** Token ids whose keys and values are in the cache, in order. */
   private cached: number[] = [];
   private busy = false;
+  private policy: ResolvedPolicy;
+  private pendingPolicy: ResolvedPolicy | undefined;
+  private snapshotListeners: { cb: (s: CacheSnapshot) => void; opts: Required<SnapshotOptions> }[] = [];
   lastStats: GenerationStats | undefined;
 
-  private constructor(gpu: Gpu, private ownsGpu: boolean, loaded: LoadedModel, model: GpuModel, prefillChunk: number) {
+  private constructor(gpu: Gpu, private ownsGpu: boolean, loaded: LoadedModel, model: GpuModel, prefillChunk: number, policy: ResolvedPolicy) {
     this.gpu = gpu;
+    this.policy = policy;
     this.config = loaded.config;
     this.model = model;
     this.prefillChunk = prefillChunk;
@@ -112,9 +136,11 @@ export class Engine {
     if (!Number.isInteger(ctx) || ctx < 1 || ctx > cfg.contextLength) {
       throw new InvalidArgumentError(`contextLength must be an integer in [1, ${cfg.contextLength}] (the model's context), got ${options.contextLength}.`);
     }
+    const rows = Math.min(chunk, ctx);
+    const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers });
     let model: GpuModel;
     try {
-      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: Math.min(chunk, ctx), contextLength: ctx });
+      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy });
     } catch (e) {
       if (!options.gpu) gpu.destroy();
       throw e;
@@ -122,7 +148,7 @@ export class Engine {
     await gpu.device.queue.onSubmittedWorkDone();
     const total = gpu.bytes('weights');
     options.onProgress?.({ stage: 'upload', loaded: total, total, fraction: 1 });
-    return new Engine(gpu, !options.gpu, loaded, model, Math.min(chunk, ctx));
+    return new Engine(gpu, !options.gpu, loaded, model, rows, policy);
   }
 
   /** Tokens currently in the cache. */
@@ -133,7 +159,54 @@ export class Engine {
   /** Empties the cache. */
   reset(): void {
     this.cached = [];
-    this.model.setCacheLength(0);
+    this.model.cache.reset();
+  }
+
+  /** The active cache policy (a pending one applies at the next generate call). */
+  get policySpec(): PolicySpec {
+    return (this.pendingPolicy ?? this.policy).spec;
+  }
+
+  /**
+   * Chooses the cache policy for the next turn. The spec is validated now (typed errors name
+   * the bad parameter). At the next generate call the cache is re-allocated for the new
+   * policy's bound and the whole prompt (the conversation so far) is prefilled again under
+   * it: entries the old policy evicted are recomputed from their tokens, not restored.
+   */
+  setPolicy(spec: PolicySpec): void {
+    if (this.busy) throw new InvalidArgumentError('setPolicy cannot run while generating; it applies from the next call.');
+    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers });
+  }
+
+  /** Installs a policy chosen with setPolicy: a new, empty cache. */
+  private applyPendingPolicy(): void {
+    if (!this.pendingPolicy) return;
+    this.model.installCache(this.pendingPolicy);
+    this.policy = this.pendingPolicy;
+    this.pendingPolicy = undefined;
+    this.cached = [];
+  }
+
+  /** Calls `cb` with cache snapshots while generating (every N tokens or every T ms). Returns an unsubscribe function. */
+  onSnapshot(cb: (s: CacheSnapshot) => void, options: SnapshotOptions = {}): () => void {
+    const entry = { cb, opts: { everyTokens: options.everyTokens ?? 8, everyMs: options.everyMs ?? 200, positions: options.positions ?? false } };
+    this.snapshotListeners.push(entry);
+    return () => {
+      this.snapshotListeners = this.snapshotListeners.filter((e) => e !== entry);
+    };
+  }
+
+  /** Reads a snapshot of the cache now. */
+  snapshot(positions = false): Promise<CacheSnapshot> {
+    return this.model.cache.snapshot(positions);
+  }
+
+  private async emitSnapshots(force: boolean, tokensSince: number, msSince: number): Promise<boolean> {
+    const due = this.snapshotListeners.filter((e) => force || tokensSince >= e.opts.everyTokens || msSince >= e.opts.everyMs);
+    if (!due.length) return false;
+    const snap = await this.model.cache.snapshot(due.some((e) => e.opts.positions));
+    for (const e of due) e.cb(snap);
+    return true;
   }
 
   private checkDevice(): void {
@@ -155,13 +228,18 @@ export class Engine {
    * Shares the cache bookkeeping between generate() and the teacher-forcing helpers.
    */
   private async prefill(tokens: number[], sample: SamplingParams | null, signal?: AbortSignal): Promise<{ next: number; reused: number } | null> {
+    this.applyPendingPolicy();
     let reuse = 0;
     while (reuse < this.cached.length && reuse < tokens.length && this.cached[reuse] === tokens[reuse]) reuse++;
     // The last prompt token must run to produce logits.
     if (reuse === tokens.length) reuse = tokens.length - 1;
     if (reuse < this.cached.length) {
+      if (this.policy.budgets) {
+        // An evicting cache cannot be cut back to a prefix: start over.
+        reuse = 0;
+        this.model.cache.reset();
+      } else this.model.cache.truncate(reuse);
       this.cached.length = reuse;
-      this.model.setCacheLength(reuse);
     }
     let next = -1;
     for (let start = reuse; start < tokens.length; start += this.prefillChunk) {
@@ -215,7 +293,10 @@ export class Engine {
     }
 
     this.busy = true;
-    const stats: GenerationStats = { finishReason: 'length', promptTokens: ids.length, reusedTokens: 0, completionTokens: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0, prefillMs: 0, decodeMs: 0 };
+    const stats: GenerationStats = {
+      finishReason: 'length', promptTokens: ids.length, reusedTokens: 0, completionTokens: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0,
+      prefillMs: 0, decodeMs: 0, kvFootprint: 0, kvPeak: 0, kvBytesAllocated: 0, kvBytesInUse: 0, policy: this.policySpec,
+    };
     try {
       const t0 = now();
       const pre = await this.prefill(ids, params, options.signal);
@@ -232,8 +313,12 @@ export class Engine {
       const t1 = now();
       if (maxTokens === 0) {
         stats.finishReason = 'length';
+        await this.finishStats(stats);
         return stats;
       }
+      let snapTokens = 0;
+      let snapTime = now();
+      if (this.snapshotListeners.length) await this.emitSnapshots(true, 0, 0);
       for (;;) {
         if (stopIds.has(next)) {
           stats.finishReason = 'stop';
@@ -262,11 +347,18 @@ export class Engine {
         const id = await this.model.runStep(1, pos, pos, { params, step: pos });
         this.cached.push(next);
         next = id;
+        snapTokens++;
+        if (this.snapshotListeners.length && (await this.emitSnapshots(false, snapTokens, now() - snapTime))) {
+          snapTokens = 0;
+          snapTime = now();
+        }
       }
       const tail = stop.flush() + (detok ? detok.flush() : '');
       if (tail && stats.finishReason !== 'stop') yield { id: -1, text: tail };
       stats.decodeMs = now() - t1;
       stats.decodeTokensPerSecond = stats.completionTokens > 1 ? ((stats.completionTokens - 1) / stats.decodeMs) * 1000 : 0;
+      await this.finishStats(stats);
+      if (this.snapshotListeners.length) await this.emitSnapshots(true, 0, 0);
       return stats;
     } catch (e) {
       if (this.gpu.lost && !(e instanceof KvscopeError)) throw new DeviceLostError(`The GPU device was lost (${this.gpu.lost}).`, { cause: e });
@@ -275,6 +367,14 @@ export class Engine {
       this.lastStats = stats;
       this.busy = false;
     }
+  }
+
+  private async finishStats(stats: GenerationStats): Promise<void> {
+    const snap = await this.model.cache.snapshot(false);
+    stats.kvFootprint = snap.footprint;
+    stats.kvPeak = snap.peak;
+    stats.kvBytesAllocated = snap.kvBytesAllocated;
+    stats.kvBytesInUse = snap.kvBytesInUse;
   }
 
   /** Generates and returns the whole text. */
@@ -306,6 +406,22 @@ export class Engine {
       out.push(await this.model.readLogits());
     }
     return out;
+  }
+
+  /**
+   * One step over up to `prefillChunk` tokens appended after the cache (a prefill chunk, or a
+   * decode step when given one token); returns the last row's logits. For tests and metrics.
+   */
+  async forwardStep(tokens: number[]): Promise<Float32Array> {
+    this.checkDevice();
+    this.applyPendingPolicy();
+    if (tokens.length < 1 || tokens.length > this.prefillChunk) throw new InvalidArgumentError(`forwardStep takes 1..${this.prefillChunk} tokens, got ${tokens.length}.`);
+    if (this.cached.length + tokens.length > this.contextLength) throw new ContextOverflowError(`${this.cached.length + tokens.length} tokens exceed the context of ${this.contextLength}.`);
+    const pos = this.cached.length;
+    this.model.writeTokens(tokens);
+    await this.model.runStep(tokens.length, pos, pos, undefined, true);
+    this.cached.push(...tokens);
+    return this.model.readLogits();
   }
 
   /** Prefills `tokens` (chunked) after the cached prefix they share and returns the last logits. */

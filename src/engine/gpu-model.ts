@@ -20,24 +20,24 @@ import {
   ropeAppendOp,
   StepBuffer,
   swigluOp,
-  type LayerCacheBuffers,
   type RowOp,
 } from './ops/basic';
 import { gemmOp, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul';
 import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
+import { KvCache } from '../kv/cache';
+import type { ResolvedPolicy } from '../kv/policies/registry';
 
 export interface GpuModelOptions {
   /** Rows per prefill chunk (activation buffers are sized for it). */
   maxRows: number;
-  /** Cache capacity in tokens (<= the model's context). */
+  /** The context length (positions) the engine serves (<= the model's context). */
   contextLength: number;
+  policy: ResolvedPolicy;
 }
 
 interface LayerOps {
   norm1: RowOp;
   qkv: MatOp;
-  rope: RowOp;
-  attn: (rows: number, splits: number) => Op[];
   o: MatOp;
   norm2: RowOp;
   gateUp: MatOp;
@@ -82,11 +82,14 @@ export class GpuModel {
   readonly tokens: GPUBuffer;
   readonly logits: GPUBuffer;
   readonly sampled: GPUBuffer;
-  readonly lens: GPUBuffer;
   private layers: LayerOps[] = [];
+  /** Per-layer ops that read the cache; rebuilt when the policy changes. */
+  private cacheOps: { rope: RowOp; attn: (rows: number, splits: number) => Op[] }[] = [];
+  cache!: KvCache;
+  private buffers!: { qkv: GPUBuffer; attnOut: GPUBuffer; part: GPUBuffer; cos: GPUBuffer; sin: GPUBuffer };
   private finalNorm: RowOp;
   private lmHead: Op;
-  private commit: Op;
+  private commit!: Op;
   private embed: RowOp;
   readonly sampler: SampleOp;
   private staging: GPUBuffer;
@@ -106,7 +109,6 @@ export class GpuModel {
     const hd = c.headDim;
     const qkvWidth = (c.numHeads + 2 * c.numKvHeads) * hd;
     const I = c.intermediateSize;
-    const shape = { nH: c.numHeads, nKV: c.numKvHeads, hd };
     this.step = new StepBuffer(gpu);
 
     const f32 = (n: number, label: string) => gpu.storage(n * 4, label, 'activations');
@@ -122,7 +124,6 @@ export class GpuModel {
     this.tokens = gpu.storage(R * 4, 'tokens', 'activations');
     this.sampled = gpu.storage(16, 'sampled', 'activations');
     this.staging = gpu.buffer(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'sampled.staging');
-    this.lens = gpu.storage(c.numLayers * c.numKvHeads * 4, 'kv.lengths', 'kv');
 
     const { cos, sin } = ropeTables(ropeInvFreq(c), this.capacity);
     const cosB = gpu.storage(cos, 'rope.cos', 'activations');
@@ -167,19 +168,9 @@ export class GpuModel {
       const n1 = vec(tensor(weights, `${p}input_layernorm.weight`), `layer${l}.norm1`);
       const n2 = vec(tensor(weights, `${p}post_attention_layernorm.weight`), `layer${l}.norm2`);
 
-      const cap = this.capacity;
-      const cache: LayerCacheBuffers = {
-        k: gpu.storage(c.numKvHeads * cap * hd * 4, `layer${l}.k`, 'kv'),
-        v: gpu.storage(c.numKvHeads * cap * hd * 4, `layer${l}.v`, 'kv'),
-        pos: gpu.storage(c.numKvHeads * cap * 4, `layer${l}.pos`, 'kv'),
-        capacity: cap,
-        layerBase: l * c.numKvHeads,
-      };
       this.layers.push({
         norm1: rmsnormOp(gpu, x, n1, xn, H, c.rmsNormEps, this.step),
         qkv: mat(qkvW, xn, qkv, qkvBias),
-        rope: ropeAppendOp(gpu, qkv, cosB, sinB, cache, this.lens, shape, this.step),
-        attn: attentionOps(gpu, qkv, cache, this.lens, part, attnOut, shape, this.step),
         o: mat(oW, attnOut, x, undefined, true),
         norm2: rmsnormOp(gpu, x, n2, xn, H, c.rmsNormEps, this.step),
         gateUp: mat(guW, xn, gu),
@@ -191,15 +182,49 @@ export class GpuModel {
     this.finalNorm = rmsnormOp(gpu, x, normF, xLast, H, c.rmsNormEps, this.step, true);
     const head = c.tieWordEmbeddings ? emb : upload(tensor(weights, 'lm_head.weight'), 'lm_head');
     this.lmHead = matvecOp(gpu, head, xLast, this.logits);
-    this.commit = kvCommitOp(gpu, this.lens, c.numLayers * c.numKvHeads, this.step);
     this.sampler = sampleOp(gpu, this.logits, c.vocabSize, this.sampled);
+    this.buffers = { qkv, attnOut, part, cos: cosB, sin: sinB };
     } catch (e) {
       gpu.endOwner();
       gpu.destroyOwned(this);
       throw e;
     }
     gpu.endOwner();
+    this.installCache(opts.policy);
   }
+
+  /** (Re)allocates the KV cache for a policy and rebuilds the ops that read it. The cache starts empty. */
+  installCache(policy: ResolvedPolicy): void {
+    const c = this.config;
+    const old = this.cache;
+    const shape = { nH: c.numHeads, nKV: c.numKvHeads, hd: c.headDim };
+    const cache = { current: undefined as KvCache | undefined };
+    this.gpu.beginOwner(cache);
+    try {
+      cache.current = new KvCache(
+        this.gpu,
+        { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, maxRows: this.maxRows, context: this.capacity },
+        policy,
+        this.step,
+      );
+      const kv = cache.current;
+      const b = this.buffers;
+      this.cacheOps = kv.layers.map((lc) => ({
+        rope: ropeAppendOp(this.gpu, b.qkv, b.cos, b.sin, lc, kv.lens, shape, this.step),
+        attn: attentionOps(this.gpu, b.qkv, lc, kv.lens, b.part, b.attnOut, shape, this.step, kv.mass),
+      }));
+      this.commit = kvCommitOp(this.gpu, kv.lens, kv.acct, c.numLayers * c.numKvHeads, this.step);
+    } catch (e) {
+      this.gpu.endOwner();
+      this.gpu.destroyOwned(cache);
+      throw e;
+    }
+    this.gpu.endOwner();
+    if (old) this.gpu.destroyOwned(this.cacheOwner!);
+    this.cacheOwner = cache;
+    this.cache = cache.current!;
+  }
+  private cacheOwner: object | undefined;
 
   /**
    * The ops of one step over `rows` tokens at positions pos0.. (tokens already written),
@@ -209,13 +234,17 @@ export class GpuModel {
   stepOps(rows: number, pos0: number, cached: number, withLogits: boolean): Op[] {
     const split = attentionSplit(cached + rows);
     this.step.set({ rows, pos0, ...split });
+    const act = this.cache.stepOps(rows, pos0);
     const ops: Op[] = [this.embed(rows)];
-    for (const L of this.layers) {
-      ops.push(L.norm1(rows), L.qkv.forRows(rows), L.rope(rows), ...L.attn(rows, split.splits), L.o.forRows(rows));
-      ops.push(L.norm2(rows), L.gateUp.forRows(rows), L.swiglu(rows), L.down.forRows(rows));
-    }
+    this.layers.forEach((L, l) => {
+      const C = this.cacheOps[l]!;
+      ops.push(L.norm1(rows), L.qkv.forRows(rows), C.rope(rows), ...C.attn(rows, split.splits));
+      const mass = this.cache.massOp(l);
+      if (mass) ops.push(mass);
+      ops.push(L.o.forRows(rows), L.norm2(rows), L.gateUp.forRows(rows), L.swiglu(rows), L.down.forRows(rows));
+    });
     if (withLogits) ops.push(this.finalNorm(rows), this.lmHead);
-    ops.push(this.commit);
+    ops.push(this.commit, ...act);
     return ops;
   }
 
@@ -250,10 +279,6 @@ export class GpuModel {
     return id;
   }
 
-  /** Sets every (layer, KV head) length to n: truncates the cache to its first n entries. */
-  setCacheLength(n: number): void {
-    this.gpu.write(this.lens, new Uint32Array(this.config.numLayers * this.config.numKvHeads).fill(n));
-  }
 
   async readLogits(): Promise<Float32Array> {
     return this.gpu.readF32(this.logits, this.config.vocabSize);
@@ -267,10 +292,11 @@ export class GpuModel {
     if (this.destroyed) return;
     this.destroyed = true;
     this.gpu.destroyOwned(this);
+    if (this.cacheOwner) this.gpu.destroyOwned(this.cacheOwner);
   }
 
-  /** KV cache bytes allocated (keys, values, positions, lengths). */
+  /** KV cache bytes allocated (keys, values, positions, statistics, lengths). */
   kvBytes(): number {
-    return this.gpu.bytes('kv');
+    return this.cache.bytesAllocated();
   }
 }

@@ -119,7 +119,7 @@ describe('rope + cache append + split attention', () => {
       gpu.run([
         ropeAppendOp(gpu, qkvB, gpu.storage(cos, 'cos'), gpu.storage(sin, 'sin'), cache, lens, shape, step)(rows),
         ...attentionOps(gpu, qkvB, cache, lens, part, out, shape, step)(rows, sp.splits),
-        kvCommitOp(gpu, lens, nKV, step),
+        kvCommitOp(gpu, lens, gpu.storage(nKV * 8, 'acct'), nKV, step),
       ]);
       // Reference: rotate, append, attend causally by position.
       const want = new Float32Array(rows * nH * hd);

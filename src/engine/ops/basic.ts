@@ -93,15 +93,20 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
   return (rows) => ({ ...op, workgroups: [rows] });
 }
 
-/** Two ops (partial, reduce) per step; `part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats. */
-export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer): (rows: number, splits: number) => Op[] {
+/**
+ * Two ops (partial, reduce) per step; `part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats.
+ * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
+ * softmax (max, sum) are also written for the attention-mass pass.
+ */
+export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer }): (rows: number, splits: number) => Op[] {
   if (shape.hd > 256) throw new Error(`attention supports head_dim <= 256, got ${shape.hd}`);
   const params = gpu.uniform(
     u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }]),
     'attention.params',
   );
-  const partial = gpu.op(kernelSource(attentionSrc), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer], [1], 'attention.partial');
-  const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true }), [part, out, params, step.buffer], [1], 'attention.reduce');
+  const scores = !!mass;
+  const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
+  const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true, SCORES: scores }), [part, out, params, step.buffer, ...(mass ? [mass.ml] : [])], [1], 'attention.reduce');
   return (rows, splits) => [
     { ...partial, workgroups: [splits, shape.nH, rows] },
     { ...reduce, workgroups: [shape.nH, rows] },
@@ -113,6 +118,7 @@ export function swigluOp(gpu: Gpu, gateUp: GPUBuffer, act: GPUBuffer, inter: num
   return (rows) => ({ ...op, workgroups: gpu.grid(Math.ceil((rows * inter) / 64)) });
 }
 
-export function kvCommitOp(gpu: Gpu, lens: GPUBuffer, count: number, step: StepBuffer): Op {
-  return gpu.op(kernelSource(commitSrc), [lens, step.buffer], [Math.ceil(count / 64)], 'kv_commit');
+/** Advances lengths and accumulates the footprint into `acct` (2 u32 per (layer, KV head)). */
+export function kvCommitOp(gpu: Gpu, lens: GPUBuffer, acct: GPUBuffer, count: number, step: StepBuffer): Op {
+  return gpu.op(kernelSource(commitSrc), [lens, acct, step.buffer], [Math.ceil(count / 64)], 'kv_commit');
 }

@@ -1,0 +1,273 @@
+// The cache manager's shared kernels, one layer per dispatch. A policy contributes only WGSL
+// snippets (its statistic update and its score); selection and compaction are common.
+//
+// MASS    (grid: ceil(capacity/64) x nKV): per live entry, the attention mass it received this
+//         step (softmax probability, averaged over the KV group's query heads, summed over the
+//         step's query rows, or the last row only with LAST_ROW_ONLY), then ${STAT_UPDATE}.
+// SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with
+//         ${SCORE}, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
+//         keeps the `budget` best: threshold by a 32-step bitwise search on order-preserving
+//         keys; at the threshold, lower slots (= earlier positions) win. Writes each entry's
+//         new slot (or NONE) and the new length.
+// GATHER  (grid: ceil(capacity/64) x nKV): copies kept entries (key, value, position, stats)
+//         into scratch at their new slots, bit for bit.
+// SCATTER (grid: ceil(capacity/64) x nKV): copies scratch back and sets the new length.
+// Entry stats: st[(kv * capacity + j) * 2 + {0, 1}] (f32).
+struct Params {
+  nH: u32, nKV: u32, hd: u32, capacity: u32,
+  layerBase: u32, budget: u32, sinks: u32, window: u32,
+  seed: u32, layer: u32, pad0: u32, pad1: u32,
+};
+const NONE: u32 = 0xffffffffu;
+const NEG: f32 = -1.0e30;
+
+#if MASS
+@group(0) @binding(0) var<storage, read> scores: array<f32>;
+@group(0) @binding(1) var<storage, read> ml: array<f32>;
+@group(0) @binding(2) var<storage, read_write> st: array<f32>;
+@group(0) @binding(3) var<storage, read> posc: array<u32>;
+@group(0) @binding(4) var<storage, read> lens: array<u32>;
+@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(6) var<uniform> step: Step;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let kv = g.y;
+  let j = g.x;
+  let len0 = lens[p.layerBase + kv];
+  let n = len0 + step.rows;
+  if (j >= n) { return; }
+  let group = p.nH / p.nKV;
+  var mass = 0.0;
+#if LAST_ROW_ONLY
+  let r0 = step.rows - 1u;
+#else
+  let r0 = 0u;
+#endif
+  for (var r = r0; r < step.rows; r++) {
+    for (var q = 0u; q < group; q++) {
+      let h = kv * group + q;
+      let s = scores[(r * p.nH + h) * p.capacity + j];
+      if (s > -1.0e29) {
+        let o = (r * p.nH + h) * 2u;
+        mass += exp(s - ml[o]) / ml[o + 1u];
+      }
+    }
+  }
+  mass = mass / f32(group);
+  let i = (kv * p.capacity + j) * 2u;
+  let pos = posc[kv * p.capacity + j];
+  let isNew = j >= len0;
+  let t = f32(step.pos0 + step.rows - 1u);
+  var a = st[i];
+  var b = st[i + 1u];
+  ${STAT_UPDATE}
+  st[i] = a;
+  st[i + 1u] = b;
+}
+#endif
+
+#if SELECT
+@group(0) @binding(0) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> posc: array<u32>;
+@group(0) @binding(2) var<storage, read> st: array<f32>;
+@group(0) @binding(3) var<storage, read> lens: array<u32>;
+@group(0) @binding(4) var<storage, read_write> okey: array<u32>;
+@group(0) @binding(5) var<storage, read_write> newSlot: array<u32>;
+@group(0) @binding(6) var<storage, read_write> newLens: array<u32>;
+@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(8) var<uniform> step: Step;
+
+const WG: u32 = 256u;
+var<workgroup> red: array<u32, 256>;
+
+// f32 -> u32 with the same order (larger float, larger key).
+fn orderKey(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn keyNorm(kv: u32, j: u32) -> f32 {
+  let base = (kv * p.capacity + j) * p.hd;
+  var s = 0.0;
+  for (var d = 0u; d < p.hd; d++) { let v = kc[base + d]; s += v * v; }
+  return sqrt(s);
+}
+
+// A uniform in [0, 1) from (seed, layer, kv, position): PCG hash.
+fn pcg(v: u32) -> u32 {
+  let state = v * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+fn hash01(kv: u32, pos: u32) -> f32 {
+  return f32(pcg(pcg(pcg(p.seed ^ (p.layer * 131u + kv)) ^ pos)) >> 8u) / 16777216.0;
+}
+
+fn entryScore(kv: u32, j: u32, n: u32) -> f32 {
+  let i = (kv * p.capacity + j) * 2u;
+  let a = st[i];
+  let b = st[i + 1u];
+  let pos = posc[kv * p.capacity + j];
+  let t = f32(step.pos0 + step.rows - 1u);
+  return ${SCORE};
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let kv = wg.x;
+  let n = lens[p.layerBase + kv];
+  let base = kv * p.capacity;
+  if (n <= p.budget) {
+    for (var j = lid.x; j < n; j += WG) { newSlot[base + j] = j; }
+    if (lid.x == 0u) { newLens[kv] = n; }
+    return;
+  }
+  let winStart = select(0u, n - p.window, n > p.window);
+  for (var j = lid.x; j < n; j += WG) {
+    var k: u32;
+    if (j < p.sinks || j >= winStart) { k = 0xffffffffu; } else { k = orderKey(entryScore(kv, j, n)); }
+    okey[base + j] = k;
+  }
+  storageBarrier();
+  workgroupBarrier();
+  // Largest threshold T with count(key >= T) >= budget, built bit by bit.
+  var thr = 0u;
+  for (var bit = 31i; bit >= 0i; bit--) {
+    let cand = thr | (1u << u32(bit));
+    var c = 0u;
+    for (var j = lid.x; j < n; j += WG) { c += select(0u, 1u, okey[base + j] >= cand); }
+    red[lid.x] = c;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (lid.x < s) { red[lid.x] += red[lid.x + s]; }
+      workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    if (total >= p.budget) { thr = cand; }
+  }
+  // Keep key > thr, and the first (budget - count(key > thr)) entries with key == thr.
+  // Each thread owns a contiguous block of slots so slot order is kept by a block scan.
+  let per = (n + WG - 1u) / WG;
+  let j0 = min(lid.x * per, n);
+  let j1 = min(j0 + per, n);
+  var gt = 0u;
+  var eq = 0u;
+  for (var j = j0; j < j1; j++) {
+    let k = okey[base + j];
+    gt += select(0u, 1u, k > thr);
+    eq += select(0u, 1u, k == thr);
+  }
+  red[lid.x] = gt;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { red[lid.x] += red[lid.x + s]; }
+    workgroupBarrier();
+  }
+  let needEq = p.budget - red[0];
+  workgroupBarrier();
+  // Exclusive scan of eq counts over threads (serial by thread 0: 256 adds).
+  red[lid.x] = eq;
+  workgroupBarrier();
+  if (lid.x == 0u) {
+    var acc = 0u;
+    for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
+  }
+  workgroupBarrier();
+  var eqBefore = red[lid.x];
+  workgroupBarrier();
+  // Kept count per block, then an exclusive scan for the new slots.
+  var kept = 0u;
+  for (var j = j0; j < j1; j++) {
+    let k = okey[base + j];
+    if (k > thr) { kept++; } else if (k == thr) {
+      if (eqBefore < needEq) { kept++; }
+      eqBefore++;
+    }
+  }
+  red[lid.x] = kept;
+  workgroupBarrier();
+  if (lid.x == 0u) {
+    var acc = 0u;
+    for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
+    newLens[kv] = acc;
+  }
+  workgroupBarrier();
+  var slot = red[lid.x];
+  eqBefore = 0u;
+  // Recompute this block's eq offset (red now holds kept offsets).
+  for (var q = 0u; q < j0; q++) { eqBefore += select(0u, 1u, okey[base + q] == thr); }
+  for (var j = j0; j < j1; j++) {
+    let k = okey[base + j];
+    var keep = k > thr;
+    if (k == thr) {
+      keep = eqBefore < needEq;
+      eqBefore++;
+    }
+    if (keep) { newSlot[base + j] = slot; slot++; } else { newSlot[base + j] = NONE; }
+  }
+}
+#endif
+
+#if GATHER
+@group(0) @binding(0) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> vc: array<f32>;
+@group(0) @binding(2) var<storage, read> posc: array<u32>;
+@group(0) @binding(3) var<storage, read> st: array<f32>;
+@group(0) @binding(4) var<storage, read> lens: array<u32>;
+@group(0) @binding(5) var<storage, read> newSlot: array<u32>;
+@group(0) @binding(6) var<storage, read_write> sKV: array<f32>;
+@group(0) @binding(7) var<storage, read_write> sMeta: array<u32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let kv = g.y;
+  let j = g.x;
+  if (j >= lens[p.layerBase + kv]) { return; }
+  let ns = newSlot[kv * p.capacity + j];
+  if (ns == NONE) { return; }
+  let src = (kv * p.capacity + j) * p.hd;
+  let dst = (kv * p.capacity + ns) * 2u * p.hd;
+  for (var d = 0u; d < p.hd; d++) {
+    sKV[dst + d] = kc[src + d];
+    sKV[dst + p.hd + d] = vc[src + d];
+  }
+  let m = (kv * p.capacity + ns) * 3u;
+  sMeta[m] = posc[kv * p.capacity + j];
+  sMeta[m + 1u] = bitcast<u32>(st[(kv * p.capacity + j) * 2u]);
+  sMeta[m + 2u] = bitcast<u32>(st[(kv * p.capacity + j) * 2u + 1u]);
+}
+#endif
+
+#if SCATTER
+@group(0) @binding(0) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(1) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> posc: array<u32>;
+@group(0) @binding(3) var<storage, read_write> st: array<f32>;
+@group(0) @binding(4) var<storage, read_write> lens: array<u32>;
+@group(0) @binding(5) var<storage, read> newLens: array<u32>;
+@group(0) @binding(6) var<storage, read> sKV: array<f32>;
+@group(0) @binding(7) var<storage, read> sMeta: array<u32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let kv = g.y;
+  let j = g.x;
+  let n = newLens[kv];
+  if (j == 0u) { lens[p.layerBase + kv] = n; }
+  if (j >= n) { return; }
+  let src = (kv * p.capacity + j) * 2u * p.hd;
+  let dst = (kv * p.capacity + j) * p.hd;
+  for (var d = 0u; d < p.hd; d++) {
+    kc[dst + d] = sKV[src + d];
+    vc[dst + d] = sKV[src + p.hd + d];
+  }
+  let m = (kv * p.capacity + j) * 3u;
+  posc[kv * p.capacity + j] = sMeta[m];
+  st[(kv * p.capacity + j) * 2u] = bitcast<f32>(sMeta[m + 1u]);
+  st[(kv * p.capacity + j) * 2u + 1u] = bitcast<f32>(sMeta[m + 2u]);
+}
+#endif

@@ -1,0 +1,188 @@
+/**
+ * The KV cache store: per (layer, KV head) keys (after RoPE at their original position),
+ * values, absolute positions and two f32 statistics per entry for the policy, with ragged
+ * live lengths on the GPU. Memory is allocated for the policy's declared bound. The policy
+ * step (attention mass -> statistics, then select + compact when due) runs on the GPU; the
+ * CPU reads back only small snapshots when asked.
+ */
+import type { Gpu, Op } from '../gpu/device';
+import { kernelSource, type LayerCacheBuffers, type StepBuffer } from '../engine/ops/basic';
+import policySrc from '../../shaders/kv_policy.wgsl?raw';
+import type { CacheSnapshot } from './types';
+import type { ResolvedPolicy } from './policies/registry';
+
+export interface CacheShape {
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Rows per step at most (prefill chunk). */
+  maxRows: number;
+  context: number;
+}
+
+export interface LayerCache extends LayerCacheBuffers {
+  stats: GPUBuffer;
+}
+
+export class KvCache {
+  readonly gpu: Gpu;
+  readonly shape: CacheShape;
+  readonly policy: ResolvedPolicy;
+  readonly layers: LayerCache[] = [];
+  readonly lens: GPUBuffer;
+  /** Footprint accounting: per (layer, KV head) [sum of live entries over query steps, peak]. */
+  readonly acct: GPUBuffer;
+  /** Attention-mass inputs, when the policy reads attention. */
+  readonly mass: { scores: GPUBuffer; ml: GPUBuffer } | undefined;
+  private massOps: Op[] = [];
+  private actOps: Op[][] = [];
+  private readonly every: number;
+  /** Σ over steps of rows x (tokens so far): the full cache's footprint under the same chunking. */
+  private fullFootprint = 0;
+  private tokens = 0;
+
+  constructor(gpu: Gpu, shape: CacheShape, policy: ResolvedPolicy, step: StepBuffer) {
+    this.gpu = gpu;
+    this.shape = shape;
+    this.policy = policy;
+    const { numLayers: L, numKvHeads: nKV, headDim: hd, numHeads: nH } = shape;
+    this.lens = gpu.storage(L * nKV * 4, 'kv.lengths', 'kv');
+    this.acct = gpu.storage(L * nKV * 8, 'kv.footprint', 'kv');
+    const capMax = Math.max(...policy.capacity);
+    for (let l = 0; l < L; l++) {
+      const cap = policy.capacity[l]!;
+      this.layers.push({
+        k: gpu.storage(nKV * cap * hd * 4, `layer${l}.k`, 'kv'),
+        v: gpu.storage(nKV * cap * hd * 4, `layer${l}.v`, 'kv'),
+        pos: gpu.storage(nKV * cap * 4, `layer${l}.pos`, 'kv'),
+        stats: gpu.storage(policy.budgets ? nKV * cap * 8 : 16, `layer${l}.stats`, 'kv'),
+        capacity: cap,
+        layerBase: l * nKV,
+      });
+    }
+    const p = policy.policy;
+    this.every = p.every(policy.params);
+    if (p.needsAttention) {
+      this.mass = {
+        scores: gpu.storage(shape.maxRows * nH * capMax * 4, 'kv.scores', 'kv-scratch'),
+        ml: gpu.storage(shape.maxRows * nH * 8, 'kv.softmax', 'kv-scratch'),
+      };
+    }
+    if (!policy.budgets) return;
+
+    const defines = {
+      STAT_UPDATE: p.statUpdate?.(policy.params) ?? '',
+      SCORE: p.score?.(policy.params) ?? '0.0',
+      LAST_ROW_ONLY: !!p.lastRowOnly,
+    };
+    const okey = gpu.storage(nKV * capMax * 4, 'kv.select.keys', 'kv-scratch');
+    const newSlot = gpu.storage(nKV * capMax * 4, 'kv.select.slots', 'kv-scratch');
+    const newLens = gpu.storage(nKV * 4, 'kv.select.lengths', 'kv-scratch');
+    const sKV = gpu.storage(nKV * capMax * 2 * hd * 4, 'kv.compact.kv', 'kv-scratch');
+    const sMeta = gpu.storage(nKV * capMax * 3 * 4, 'kv.compact.meta', 'kv-scratch');
+    const seed = policy.params.seed ?? 0;
+    for (let l = 0; l < L; l++) {
+      const c = this.layers[l]!;
+      const params = gpu.uniform(
+        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, 0, 0]),
+        `kv.policy.params.${l}`,
+      );
+      const groups = Math.ceil(c.capacity / 64);
+      if (this.mass) {
+        this.massOps.push(
+          gpu.op(kernelSource(policySrc, { ...defines, MASS: true }), [this.mass.scores, this.mass.ml, c.stats, c.pos, this.lens, params, step.buffer], [groups, nKV], 'kv.mass'),
+        );
+      }
+      this.actOps.push([
+        gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [nKV], 'kv.select'),
+        gpu.op(kernelSource(policySrc, { ...defines, GATHER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newSlot, sKV, sMeta, params], [groups, nKV], 'kv.gather'),
+        gpu.op(kernelSource(policySrc, { ...defines, SCATTER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newLens, sKV, sMeta, params], [groups, nKV], 'kv.scatter'),
+      ]);
+    }
+  }
+
+  /** The op updating layer l's statistics from this step's attention (none for attention-free policies). */
+  massOp(layer: number): Op | undefined {
+    return this.massOps[layer];
+  }
+
+  /**
+   * Called once per step before encoding: records the step for the footprint, and returns
+   * the select/compact ops to run after the commit when the policy is due: after every
+   * prefill chunk, and during decode every `every` steps.
+   */
+  stepOps(rows: number, pos0: number): Op[] {
+    this.tokens = pos0 + rows;
+    this.fullFootprint += rows * this.tokens;
+    if (!this.policy.budgets) return [];
+    const due = rows > 1 || (pos0 + rows) % this.every === 0;
+    return due ? this.actOps.flat() : [];
+  }
+
+  /** Empties the cache (lengths and footprint accounting). */
+  reset(): void {
+    const n = this.shape.numLayers * this.shape.numKvHeads;
+    this.gpu.write(this.lens, new Uint32Array(n));
+    this.gpu.write(this.acct, new Uint32Array(2 * n));
+    this.fullFootprint = 0;
+    this.tokens = 0;
+  }
+
+  /** Truncates a cache that has evicted nothing to its first n entries. */
+  truncate(n: number): void {
+    const count = this.shape.numLayers * this.shape.numKvHeads;
+    this.gpu.write(this.lens, new Uint32Array(count).fill(n));
+    this.tokens = n;
+  }
+
+  bytesAllocated(): number {
+    let s = this.lens.size + this.acct.size;
+    for (const c of this.layers) s += c.k.size + c.v.size + c.pos.size + c.stats.size;
+    return s;
+  }
+
+  /** Reads live lengths (and, optionally, the kept positions) back: a small readback. */
+  async snapshot(withPositions = false): Promise<CacheSnapshot> {
+    const { numLayers: L, numKvHeads: nKV, headDim: hd } = this.shape;
+    const [lensBuf, acctBuf] = await Promise.all([this.gpu.read(this.lens, L * nKV * 4), this.gpu.read(this.acct, L * nKV * 8)]);
+    const live = new Uint32Array(lensBuf);
+    const acct = new Uint32Array(acctBuf);
+    const capacity = new Uint32Array(L * nKV);
+    let inUse = 0;
+    let footSum = 0;
+    let peak = 0;
+    for (let l = 0; l < L; l++) {
+      for (let h = 0; h < nKV; h++) {
+        const i = l * nKV + h;
+        capacity[i] = this.layers[l]!.capacity;
+        inUse += live[i]! * (2 * hd * 4 + 4 + (this.policy.budgets ? 8 : 0));
+        footSum += acct[2 * i]!;
+        peak = Math.max(peak, acct[2 * i + 1]!);
+      }
+    }
+    const snap: CacheSnapshot = {
+      tokens: this.tokens,
+      numLayers: L,
+      numKvHeads: nKV,
+      policy: this.policy.spec,
+      live,
+      capacity,
+      cacheSource: Int32Array.from({ length: L }, (_, l) => l),
+      kvBytesAllocated: this.bytesAllocated(),
+      kvBytesInUse: inUse,
+      footprint: this.fullFootprint > 0 ? footSum / (L * nKV) / this.fullFootprint : 0,
+      peak: this.tokens > 0 ? peak / this.tokens : 0,
+    };
+    if (withPositions) {
+      snap.positions = [];
+      const bufs = await Promise.all(this.layers.map((c) => this.gpu.read(c.pos, nKV * c.capacity * 4)));
+      for (let l = 0; l < L; l++) {
+        const all = new Uint32Array(bufs[l]!);
+        const cap = this.layers[l]!.capacity;
+        for (let h = 0; h < nKV; h++) snap.positions.push(all.slice(h * cap, h * cap + live[l * nKV + h]!));
+      }
+    }
+    return snap;
+  }
+}

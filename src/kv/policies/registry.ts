@@ -1,0 +1,70 @@
+/**
+ * The policy registry: built-in policies plus any a web app registers with `registerPolicy`
+ * (its parameters, WGSL snippets following the contract in ../policy.ts, and when it acts).
+ */
+import { InvalidArgumentError } from '../../errors';
+import type { PolicySpec } from '../types';
+import { resolveParams, type CachePolicy, type ParamSpec, type ParamValues, type PolicyContext } from '../policy';
+import { full } from './full';
+import { streaming } from './streaming';
+import { h2o } from './h2o';
+import { tova } from './tova';
+import { knorm } from './knorm';
+import { random } from './random';
+import { lazyEviction } from './lazy-eviction';
+
+const registry = new Map<string, CachePolicy>();
+for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction]) registry.set(p.name, p);
+
+export function registerPolicy(policy: CachePolicy): void {
+  if (!/^[a-z][a-z0-9-]*$/.test(policy.name)) throw new InvalidArgumentError(`Policy names are lowercase words with dashes, got '${policy.name}'.`);
+  if (registry.has(policy.name)) throw new InvalidArgumentError(`A policy named '${policy.name}' is already registered.`);
+  registry.set(policy.name, policy);
+}
+
+export function getPolicy(name: string): CachePolicy {
+  const p = registry.get(name);
+  if (!p) throw new InvalidArgumentError(`Unknown cache policy '${name}'. Registered: ${[...registry.keys()].join(', ')}.`);
+  return p;
+}
+
+export function listPolicies(): { name: string; description: string; usesBudget: boolean; params: ParamSpec[] }[] {
+  return [...registry.values()].map((p) => ({ name: p.name, description: p.description, usesBudget: p.usesBudget, params: p.params }));
+}
+
+export interface ResolvedPolicy {
+  policy: CachePolicy;
+  params: ParamValues;
+  /** Budget per layer (entries per KV head), or undefined for `full`. */
+  budgets: number[] | undefined;
+  /** Allocated entries per (layer, KV head). */
+  capacity: number[];
+  spec: PolicySpec;
+}
+
+/** Validates a spec against the model and returns what the cache allocates. */
+export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPolicy {
+  const policy = getPolicy(spec.name);
+  const params = resolveParams(policy, spec.params as Record<string, unknown> | undefined);
+  if (!policy.usesBudget) {
+    if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no budget.`);
+    return { policy, params, budgets: undefined, capacity: Array(ctx.numLayers).fill(ctx.context), spec: { name: policy.name, params } };
+  }
+  const b = spec.budget;
+  const forced = policy.sinks(params) + policy.window(params);
+  if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) {
+    throw new InvalidArgumentError(`Policy '${policy.name}' needs a budget: an integer number of entries per KV head in [${Math.max(1, forced + 1)}, ${ctx.context}], got ${String(b)}.`);
+  }
+  if (b > ctx.context) throw new InvalidArgumentError(`budget ${b} is larger than the context (${ctx.context} tokens); the valid range is [${forced + 1}, ${ctx.context}].`);
+  if (b <= forced) {
+    throw new InvalidArgumentError(`budget ${b} must be larger than the entries policy '${policy.name}' always keeps (sinks + window = ${forced}); the valid range is [${forced + 1}, ${ctx.context}].`);
+  }
+  try {
+    policy.check?.(b, params);
+  } catch (e) {
+    throw new InvalidArgumentError(`Policy '${policy.name}': ${(e as Error).message}.`);
+  }
+  const budgets = Array.from({ length: ctx.numLayers }, (_, l) => policy.layerBudget?.(b, l, params, ctx) ?? b);
+  const capacity = budgets.map((bl) => Math.min(ctx.context, policy.bound(bl, params, ctx)));
+  return { policy, params, budgets, capacity, spec: { name: policy.name, budget: b, params } };
+}
