@@ -21,3 +21,5 @@ export {
 export type { ErrorCode } from './errors';
 export { loadModel, parseHfConfig, parseMlcConfig, Tokenizer, StreamingDetokenizer } from './model/index';
 export type { ModelConfig, LoadedModel, ChatMessage, ChatRole, HostTensor, WeightSet, TensorDtype } from './model/index';
+export { createEngine } from './api/index';
+export type * from './api/index';

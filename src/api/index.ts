@@ -1,0 +1,3 @@
+export { createEngine } from './create-engine';
+export type { KvscopeEngine, ChatCompletions, PolicyParams } from './create-engine';
+export type * from './types';

@@ -1,0 +1,187 @@
+/**
+ * The public types of kvscope's OpenAI / WebLLM-style API: chat completion requests,
+ * responses and streamed chunks, plus kvscope's cache extras (usage with KV bytes, policy
+ * listings, load progress).
+ */
+import type { ChatMessage } from '../model/chat-template';
+import type { LoadedModel } from '../model/weights';
+import type { CacheSnapshot, PolicySpec } from '../kv/types';
+
+export type { ChatMessage, CacheSnapshot, PolicySpec };
+
+/** Load progress: bytes read (`download`) then the upload to the GPU (`upload`, fraction 1). */
+export interface LoadProgressEvent {
+  stage: 'download' | 'upload';
+  loaded: number;
+  total: number;
+  /** 0..1 within the stage (0 while the total is unknown). */
+  fraction: number;
+}
+
+export interface CreateEngineOptions {
+  /**
+   * A model directory: an absolute URL, a URL relative to the page, a local path (Node), or
+   * an already loaded model. HF layout (`config.json`, `*.safetensors`, `tokenizer.json`) and
+   * MLC layout (`mlc-chat-config.json`, `tensor-cache.json`, shards) are both accepted.
+   */
+  model: string | URL | LoadedModel;
+  /** The cache policy to start with (default: `{ name: 'full' }`, every entry kept). */
+  policy?: PolicySpec;
+  /** Cache capacity in tokens (default: min(model context, 4096)). */
+  contextLength?: number;
+  /** Prefill chunk size in tokens (default 128). */
+  prefillChunk?: number;
+  /**
+   * Run the engine in a Web Worker (default: true where `Worker` exists and this is not
+   * Node). With `false` it runs on the calling thread, which is what Node wants.
+   */
+  worker?: boolean;
+  /** Load progress (bytes downloaded, then the GPU upload). */
+  onProgress?: (p: LoadProgressEvent) => void;
+}
+
+/** What the loaded model looks like, for UIs and metrics. */
+export interface ModelInfo {
+  /** The model directory (URL or path) or `'in-memory'`. */
+  source: string;
+  family: string;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Cache capacity of this engine in tokens. */
+  contextLength: number;
+  /** The model's own maximum context. */
+  modelContextLength: number;
+  /** Bytes one token occupies in a full cache (K and V for every layer and KV head, plus its position). */
+  kvBytesPerToken: number;
+  /** GPU bytes of the uploaded weights. */
+  weightBytes: number;
+}
+
+/** A registered cache policy's parameter, as the registry describes it. */
+export interface PolicyParamInfo {
+  name: string;
+  type: 'number' | 'integer' | 'boolean' | 'string';
+  description?: string;
+  default?: number | boolean | string;
+  min?: number;
+  max?: number;
+  options?: string[];
+}
+
+export interface PolicyInfo {
+  name: string;
+  description: string;
+  params: PolicyParamInfo[];
+}
+
+export interface SnapshotOptions {
+  /** A snapshot at least every this many generated tokens (default 8). */
+  everyTokens?: number;
+  /** ... or every this many milliseconds, whichever comes first (default 200). */
+  everyMs?: number;
+  /** Include the kept positions per (layer, KV head) (default false; costs a larger read-back). */
+  positions?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI-shaped chat completions
+
+interface ChatCompletionRequestBase {
+  messages: ChatMessage[];
+  /** Ignored (the engine serves one model); accepted so OpenAI-shaped requests pass through. */
+  model?: string | null;
+  /** Most tokens to generate (default 256; the cache capacity also ends generation). */
+  max_tokens?: number | null;
+  /** Sampling temperature; 0 or unset = greedy (kvscope's default, unlike OpenAI's 1). */
+  temperature?: number | null;
+  /** Nucleus sampling mass (default 1). */
+  top_p?: number | null;
+  /** Seed for sampling, so sampled outputs are reproducible (default 0). */
+  seed?: number | null;
+  /** Generation ends before any of these strings; they are not emitted. */
+  stop?: string | string[] | null;
+  /** Only n = 1 is supported. */
+  n?: number | null;
+  /** Aborts this request: while queued it never starts; while running it ends with finish_reason 'abort'. */
+  signal?: AbortSignal;
+}
+
+export interface ChatCompletionRequestStreaming extends ChatCompletionRequestBase {
+  stream: true;
+  /** kvscope sends the usage chunk unless `include_usage` is false (OpenAI's default is the reverse). */
+  stream_options?: { include_usage?: boolean } | null;
+}
+
+export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase {
+  stream?: false | null;
+}
+
+export type ChatCompletionRequest = ChatCompletionRequestStreaming | ChatCompletionRequestNonStreaming;
+
+/** OpenAI's reasons plus `abort` (interrupted or aborted), as WebLLM does. */
+export type ChatCompletionFinishReason = 'stop' | 'length' | 'abort';
+
+/** kvscope's measurements for one request. */
+export interface UsageExtra {
+  /** Prompt tokens whose cache entries were reused from the previous request (prefix reuse). */
+  reused_prompt_tokens: number;
+  prefill_tokens_per_s: number;
+  decode_tokens_per_s: number;
+  time_to_first_token_s: number;
+  e2e_latency_s: number;
+  /** Tokens the cache has seen (the full-cache length) after this request. */
+  cache_tokens: number;
+  /** KV bytes a full cache would hold for `cache_tokens`. */
+  kv_bytes_full: number;
+  /** KV bytes held by live entries after this request. */
+  kv_bytes_in_use: number;
+  /** KV bytes allocated on the GPU (capacity, all layers). */
+  kv_bytes_allocated: number;
+  /**
+   * KV footprint relative to a full cache, from the cache manager's snapshot; 1 when every
+   * entry is kept (the `full` policy).
+   */
+  kv_footprint: number;
+  /** The policy in effect for this request. */
+  policy: PolicySpec;
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  extra: UsageExtra;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: {
+    index: number;
+    message: { role: 'assistant'; content: string };
+    finish_reason: ChatCompletionFinishReason;
+    logprobs: null;
+  }[];
+  usage: CompletionUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  /** One choice while streaming; empty in the final usage chunk. */
+  choices: {
+    index: number;
+    delta: { role?: 'assistant'; content?: string };
+    finish_reason: ChatCompletionFinishReason | null;
+    logprobs: null;
+  }[];
+  /** Only on the final chunk (whose `choices` is empty). */
+  usage?: CompletionUsage;
+}
