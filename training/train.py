@@ -6,6 +6,9 @@
 Recipe (what makes retrieval emerge within a CPU budget):
   * most of every batch is recall tasks (kv recall, passkey, NIAH, variable tracking, copy,
     recurrence) from the first step, 20% plain English text (see gen-data.ts's mix);
+  * a share (--p-repeat) of samples are a random token segment repeated once, the second
+    copy weighted like an answer: the densest signal for induction heads, which all the
+    retrieval tasks need;
   * answer tokens weigh --answer-weight (default 5) times a normal token in the loss;
   * short-to-long curriculum: rows of 128, 256, 512 (and 1024) tokens, each row packed with
     whole samples and a block-diagonal causal mask;
@@ -62,7 +65,15 @@ def sample_positions(n: int, max_pos: int, rng: random.Random, p_skip: float):
     return list(range(cut)) + list(range(cut + gap, n + gap))
 
 
-def make_batch(samples, row_len, rows, rng, answer_weight, max_pos, p_random):
+def repeat_sample(rng: random.Random, row_len: int, vocab: int = 4096, first: int = 6):
+    """A random token segment followed by its repeat: every token of the second copy is
+    predictable only by looking back (the canonical task on which induction heads form)."""
+    half = rng.randint(4, max(4, row_len // 2 - 1))
+    seg = [rng.randrange(first, vocab) for _ in range(half)]
+    return {"task": "repeat", "ids": [0] + seg + seg, "ans": 1 + half}
+
+
+def make_batch(samples, row_len, rows, rng, answer_weight, max_pos, p_random, p_repeat=0.0):
     """Pack whole samples into `rows` rows of `row_len` tokens. Returns ids, targets, weights,
     positions and a (rows, 1, T, T) additive mask (causal within each sample)."""
     ids = torch.full((rows, row_len), PAD, dtype=torch.long)
@@ -73,7 +84,7 @@ def make_batch(samples, row_len, rows, rng, answer_weight, max_pos, p_random):
     for r in range(rows):
         fill, k = 0, 0
         while fill < row_len:
-            s = rng.choice(samples)
+            s = repeat_sample(rng, row_len) if rng.random() < p_repeat else rng.choice(samples)
             x = s["ids"][: row_len + 1]
             n = len(x) - 1
             if n < 2:
@@ -139,6 +150,7 @@ def main():
     ap.add_argument("--decay-frac", type=float, default=0.2)
     ap.add_argument("--answer-weight", type=float, default=5.0)
     ap.add_argument("--max-pos", type=int, default=2048)
+    ap.add_argument("--p-repeat", type=float, default=0.25, help="share of samples that are a repeated random segment")
     ap.add_argument("--p-skip-pos", type=float, default=0.5)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--eval-sets", default="passkey-512:8,kvrecall-512:8,passkey-1024:4",
@@ -214,7 +226,7 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = lr
             ids, tgt, w, pos, mask = make_batch(samples, row_len, rows, rng, args.answer_weight,
-                                                args.max_pos, args.p_skip_pos)
+                                                args.max_pos, args.p_skip_pos, args.p_repeat)
             logits = model(ids, positions=pos, mask=mask)
             ce = F.cross_entropy(logits.view(-1, cfg.vocab_size), tgt.view(-1), reduction="none")
             loss = (ce * w.view(-1)).sum() / w.sum()
