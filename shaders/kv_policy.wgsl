@@ -3,9 +3,9 @@
 //
 // MASS    (grid: ceil(capacity/64) x nKV): per live entry, the attention mass it received this
 //         step (softmax probability, averaged over the KV group's query heads, summed over the
-//         step's query rows, or the last row only with LAST_ROW_ONLY), then ${STAT_UPDATE}.
-// SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with
-//         ${SCORE}, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
+//         step's query rows, or the last row only with LAST_ROW_ONLY), then the policy's statistic update.
+// SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with the
+//         policy's score, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
 //         keeps the `budget` best: threshold by a 32-step bitwise search on order-preserving
 //         keys; at the threshold, lower slots (= earlier positions) win. Writes each entry's
 //         new slot (or NONE) and the new length.

@@ -22,6 +22,8 @@ export class ReferenceModel {
   private cos: Float32Array;
   private sin: Float32Array;
   private caches: LayerCache[] = [];
+  /** Called with each query head's attention probabilities over its KV head's entries (in cache order). */
+  onAttention?: (layer: number, qHead: number, kvHead: number, probs: Float32Array) => void;
 
   constructor(config: ModelConfig, weights: F32Weights, maxPositions = config.contextLength) {
     this.config = config;
@@ -50,6 +52,21 @@ export class ReferenceModel {
   /** Number of entries cached for (layer, kvHead). */
   cacheLength(layer = 0, kvHead = 0): number {
     return this.caches[layer]!.keys[kvHead]!.length;
+  }
+
+  /** Positions and keys cached for (layer, kvHead), in cache order. */
+  entries(layer: number, kvHead: number): { positions: number[]; keys: Float32Array[] } {
+    const c = this.caches[layer]!;
+    return { positions: c.positions[kvHead]!, keys: c.keys[kvHead]! };
+  }
+
+  /** Evicts every entry of (layer, kvHead) whose position is not in `keep` (order is kept). */
+  keepOnly(layer: number, kvHead: number, keep: Set<number>): void {
+    const c = this.caches[layer]!;
+    const idx = c.positions[kvHead]!.map((p, i) => (keep.has(p) ? i : -1)).filter((i) => i >= 0);
+    c.keys[kvHead] = idx.map((i) => c.keys[kvHead]![i]!);
+    c.values[kvHead] = idx.map((i) => c.values[kvHead]![i]!);
+    c.positions[kvHead] = idx.map((i) => c.positions[kvHead]![i]!);
   }
 
   /** Runs one token at absolute position `pos` and returns the logits. */
@@ -81,7 +98,8 @@ export class ReferenceModel {
       const attn = new Float32Array(nH * hd);
       for (let h = 0; h < nH; h++) {
         const kv = Math.floor(h / group);
-        const { out } = attendHead(q, h * hd, cache.keys[kv]!, cache.values[kv]!, hd);
+        const { out, probs } = attendHead(q, h * hd, cache.keys[kv]!, cache.values[kv]!, hd);
+        this.onAttention?.(l, h, kv, probs);
         attn.set(out, h * hd);
       }
       const o = matvec(this.get(p + 'self_attn.o_proj.weight'), attn, H, nH * hd);

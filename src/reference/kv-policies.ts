@@ -1,0 +1,94 @@
+/**
+ * Plain-TypeScript references of the cache policies (the oracle for the GPU cache manager):
+ * statistic updates, scores and selection with the same tie rule as the kernels.
+ */
+export interface RefEntry {
+  pos: number;
+  /** The policy's two statistics (see src/kv/policy.ts). */
+  a: number;
+  b: number;
+  key: Float32Array;
+}
+
+export type RefParams = Record<string, number>;
+
+/** Applies the policy's statistic update for one entry given the attention mass it received. */
+export function refStatUpdate(name: string, p: RefParams, e: RefEntry, mass: number, isNew: boolean, t: number): void {
+  switch (name) {
+    case 'h2o':
+      if (isNew) e.a = 0;
+      e.a += mass;
+      break;
+    case 'tova':
+      e.a = mass;
+      break;
+    case 'lazy-eviction':
+      if (isNew) {
+        e.a = e.pos - 1;
+        e.b = 0;
+      }
+      if (mass >= Math.fround(p.alpha!)) {
+        e.b = Math.max(e.b, t - e.a);
+        e.a = t;
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function pcg(v: number): number {
+  const state = (Math.imul(v >>> 0, 747796405) + 2891336453) >>> 0;
+  const word = Math.imul(((state >>> (((state >>> 28) + 4) >>> 0)) ^ state) >>> 0, 277803737) >>> 0;
+  return ((word >>> 22) ^ word) >>> 0;
+}
+
+export function refHash01(seed: number, layer: number, kv: number, pos: number): number {
+  const h = pcg((pcg((pcg((seed ^ (layer * 131 + kv)) >>> 0) ^ pos) >>> 0) >>> 0));
+  return (h >>> 8) / 16777216;
+}
+
+/** The policy's score for an entry (higher = keep). */
+export function refScore(name: string, p: RefParams, e: RefEntry, t: number, layer: number, kv: number): number {
+  switch (name) {
+    case 'streaming':
+      return e.pos;
+    case 'h2o':
+    case 'tova':
+      return e.a;
+    case 'knorm': {
+      let s = 0;
+      for (const v of e.key) s += v * v;
+      return -Math.sqrt(s);
+    }
+    case 'random':
+      return refHash01(p.seed ?? 0, layer, kv, e.pos);
+    case 'lazy-eviction': {
+      const L = e.a;
+      const M = e.b;
+      const rec = M === 0 ? 0 : 2 / (1 + Math.exp(M - 1));
+      return 2 / (1 + Math.exp(1 + (t - L) / (M + 1e-5))) + rec;
+    }
+    default:
+      throw new Error(`no reference for policy ${name}`);
+  }
+}
+
+/**
+ * Keeps `budget` of the entries (in slot order): the first `sinks` and last `window` always,
+ * then the highest scores; at equal scores the lower slot wins. Returns keep flags and the
+ * cut score (the lowest score kept among the scored entries; NaN when nothing was scored).
+ */
+export function refSelect(scores: number[], budget: number, sinks: number, window: number): { keep: boolean[]; cut: number } {
+  const n = scores.length;
+  const keep = new Array<boolean>(n).fill(true);
+  if (n <= budget) return { keep, cut: NaN };
+  const winStart = Math.max(0, n - window);
+  const scored: number[] = [];
+  for (let j = 0; j < n; j++) if (j >= sinks && j < winStart) scored.push(j);
+  const room = budget - (n - scored.length);
+  scored.sort((x, y) => scores[y]! - scores[x]! || x - y);
+  const kept = new Set(scored.slice(0, Math.max(0, room)));
+  for (const j of scored) keep[j] = kept.has(j);
+  return { keep, cut: room > 0 ? scores[scored[room - 1]!]! : NaN };
+}

@@ -1,0 +1,222 @@
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine';
+import { ReferenceModel } from '../../src/reference/forward';
+import { refScore, refSelect, refStatUpdate, type RefEntry } from '../../src/reference/kv-policies';
+import { getPolicy, listPolicies, resolvePolicy } from '../../src/kv/policies/registry';
+import type { PolicySpec } from '../../src/kv/types';
+import { InvalidArgumentError } from '../../src/errors';
+import { testGpu, rng } from '../gpu';
+import { f32Weights, loaded, randomWeights, smolLike } from '../engine/fixtures';
+
+const CONTEXT = 128;
+const CHUNK = 8;
+const BUDGET = 20;
+
+/** Every registered budget policy, through the same checks. */
+const MATRIX: PolicySpec[] = [
+  { name: 'streaming', budget: BUDGET, params: { sinks: 4 } },
+  { name: 'h2o', budget: BUDGET, params: { window: 4 } },
+  { name: 'tova', budget: BUDGET },
+  { name: 'knorm', budget: BUDGET },
+  { name: 'random', budget: BUDGET, params: { seed: 3 } },
+  { name: 'lazy-eviction', budget: BUDGET, params: { window: 6, alpha: 0.03 } },
+];
+
+it('the matrix covers every registered policy except full', () => {
+  expect(new Set(MATRIX.map((m) => m.name))).toEqual(new Set(listPolicies().map((p) => p.name).filter((n) => n !== 'full')));
+});
+
+function tokens(n: number, seed: number): number[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => Math.floor(r() * smolLike.vocabSize));
+}
+
+describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () => {
+  for (const spec of MATRIX) {
+    it(`${spec.name}: kept sets, statistics, attention after eviction, declared bound`, async () => {
+      const gpu = await testGpu();
+      const weights = randomWeights(smolLike, 'f32', 77);
+      const engine = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy: spec });
+      const ref = new ReferenceModel(smolLike, f32Weights(weights), CONTEXT);
+      const policy = getPolicy(spec.name);
+      const resolved = resolvePolicy(spec, { context: CONTEXT, chunk: CHUNK, numLayers: smolLike.numLayers });
+      const params = resolved.params;
+      const sinks = policy.sinks(params);
+      const window = policy.window(params);
+      const every = policy.every(params);
+      const bound = policy.bound(BUDGET, params, { context: CONTEXT, chunk: CHUNK, numLayers: smolLike.numLayers });
+      const { numLayers: L, numKvHeads: nKV, numHeads: nH } = smolLike;
+      const group = nH / nKV;
+      const state: Map<number, RefEntry>[] = Array.from({ length: L * nKV }, () => new Map());
+      let mass: Map<number, number>[] = [];
+      ref.onAttention = (l, _h, kv, probs) => {
+        const m = mass[l * nKV + kv]!;
+        const pos = ref.entries(l, kv).positions;
+        probs.forEach((p, i) => m.set(pos[i]!, (m.get(pos[i]!) ?? 0) + p / group));
+      };
+
+      const all = tokens(64, 5);
+      const steps: number[][] = [];
+      for (let i = 0; i < 40; i += CHUNK) steps.push(all.slice(i, i + CHUNK));
+      for (let i = 40; i < 64; i++) steps.push([all[i]!]);
+
+      let pos = 0;
+      let compared = 0;
+      let banded = 0;
+      let evictions = 0;
+      let maxDiff = 0;
+      for (const chunk of steps) {
+        const pos0 = pos;
+        let refLogits: Float32Array | undefined;
+        for (const t of chunk) {
+          // TOVA reads only the last query row's attention.
+          if (policy.lastRowOnly || mass.length === 0) mass = Array.from({ length: L * nKV }, () => new Map());
+          refLogits = ref.forward(t, pos++);
+        }
+        const gpuLogits = await engine.forwardStep(chunk);
+        for (let j = 0; j < gpuLogits.length; j++) maxDiff = Math.max(maxDiff, Math.abs(gpuLogits[j]! - refLogits![j]!));
+        const snap = await engine.snapshot(true);
+        const t = pos - 1;
+        const due = chunk.length > 1 || pos % every === 0;
+        for (let l = 0; l < L; l++) {
+          const statsGpu = policy.needsAttention ? await gpu.readF32(engine.model.cache.layers[l]!.stats, nKV * snap.capacity[l * nKV]! * 2) : undefined;
+          for (let kv = 0; kv < nKV; kv++) {
+            const i = l * nKV + kv;
+            const { positions, keys } = ref.entries(l, kv);
+            expect(snap.capacity[i]).toBe(Math.min(CONTEXT, bound));
+            expect(positions.length).toBeLessThanOrEqual(bound);
+            const m = mass[i]!;
+            const entries = positions.map((p, j) => {
+              let e = state[i]!.get(p);
+              const isNew = p >= pos0;
+              if (!e) {
+                e = { pos: p, a: 0, b: 0, key: keys[j]! };
+                state[i]!.set(p, e);
+              }
+              refStatUpdate(spec.name, params, e, m.get(p) ?? 0, isNew, t);
+              return e;
+            });
+            const kept = new Set(snap.positions![i]!);
+            if (due && entries.length > BUDGET) {
+              evictions++;
+              const scores = entries.map((e) => refScore(spec.name, params, e, t, l, kv));
+              const { keep, cut } = refSelect(scores, BUDGET, sinks, window);
+              expect(kept.size).toBe(BUDGET);
+              const band = 1e-5 * Math.abs(cut) + 1e-7;
+              const inBand = scores.filter((s) => Math.abs(s - cut) <= band);
+              // Inside the band only exact ties are decidable (by the tie rule: lower slot first).
+              const bandIsExactTie = inBand.every((s) => s === inBand[0]);
+              entries.forEach((e, j) => {
+                if (Number.isNaN(cut) || Math.abs(scores[j]! - cut) > band || bandIsExactTie) {
+                  compared++;
+                  expect(kept.has(e.pos), `layer ${l} head ${kv} pos ${e.pos} score ${scores[j]} cut ${cut}`).toBe(keep[j]);
+                } else banded++;
+              });
+            } else {
+              expect([...kept]).toEqual(positions);
+            }
+            // Kept entries keep their order, and their statistics match the reference.
+            expect([...snap.positions![i]!]).toEqual([...snap.positions![i]!].sort((x, y) => x - y));
+            if (statsGpu) {
+              const cap = snap.capacity[i]!;
+              snap.positions![i]!.forEach((p, slot) => {
+                const e = state[i]!.get(p)!;
+                const ga = statsGpu[(kv * cap + slot) * 2]!;
+                const gb = statsGpu[(kv * cap + slot) * 2 + 1]!;
+                expect(Math.abs(ga - e.a)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(e.a)));
+                expect(Math.abs(gb - e.b)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(e.b)));
+              });
+            }
+            // Keep the reference in step with the GPU's kept set.
+            ref.keepOnly(l, kv, kept);
+            for (const p of [...state[i]!.keys()]) if (!kept.has(p)) state[i]!.delete(p);
+            expect(snap.live[i]).toBe(kept.size);
+          }
+        }
+        if (!policy.lastRowOnly) mass = Array.from({ length: L * nKV }, () => new Map());
+      }
+      console.log(`${spec.name}: ${evictions} evictions checked, ${compared} entries compared, ${banded} in the tie band, max |dlogit| ${maxDiff.toExponential(2)}`);
+      expect(maxDiff).toBeLessThan(1e-3);
+      expect(evictions).toBeGreaterThan(10);
+      expect(banded).toBeLessThan(compared / 10);
+      engine.unload();
+    });
+  }
+});
+
+describe('cache policies: budgets, memory and bad input', () => {
+  it('full gives the same logits, bit for bit, as a budget policy whose budget covers everything', async () => {
+    const gpu = await testGpu();
+    const weights = randomWeights(smolLike, 'f32', 78);
+    const a = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 64, prefillChunk: 8 });
+    const b = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 64, prefillChunk: 8, policy: { name: 'streaming', budget: 64 } });
+    const toks = tokens(40, 9);
+    for (let i = 0; i < 40; i += 8) {
+      const la = await a.forwardStep(toks.slice(i, i + 8));
+      const lb = await b.forwardStep(toks.slice(i, i + 8));
+      expect(Buffer.from(la.buffer).equals(Buffer.from(lb.buffer))).toBe(true);
+    }
+    a.unload();
+    b.unload();
+  });
+
+  it('KV bytes allocated follow the budget, not the context; footprint and peak are reported', async () => {
+    const gpu = await testGpu();
+    const weights = randomWeights(smolLike, 'f32', 79);
+    const full = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 512, prefillChunk: 16 });
+    const small = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 512, prefillChunk: 16, policy: { name: 'streaming', budget: 32 } });
+    const prompt = tokens(200, 10);
+    const rf = await full.generateText(prompt, { maxTokens: 20, stopTokenIds: [] });
+    const rs = await small.generateText(prompt, { maxTokens: 20, stopTokenIds: [] });
+    console.log(`KV bytes: full ${rf.stats.kvBytesAllocated}, streaming(32) ${rs.stats.kvBytesAllocated}; footprint full ${rf.stats.kvFootprint.toFixed(3)} streaming ${rs.stats.kvFootprint.toFixed(3)}, peak ${rs.stats.kvPeak.toFixed(3)}`);
+    expect(rs.stats.kvBytesAllocated / rf.stats.kvBytesAllocated).toBeLessThan((32 + 16 + 8) / 512);
+    expect(rf.stats.kvFootprint).toBeCloseTo(1, 6);
+    expect(rs.stats.kvFootprint).toBeLessThan(0.5);
+    expect(rs.stats.kvPeak).toBeCloseTo((32 + 16) / 219, 3);
+    const snap = await small.snapshot();
+    expect(Math.max(...snap.live)).toBeLessThanOrEqual(32);
+    full.unload();
+    small.unload();
+  });
+
+  it('setPolicy applies at the next call and re-prefills the conversation under the new policy', async () => {
+    const gpu = await testGpu();
+    const weights = randomWeights(smolLike, 'f32', 80);
+    const e = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 128, prefillChunk: 8 });
+    const prompt = tokens(50, 11);
+    await e.generateText(prompt, { maxTokens: 4, stopTokenIds: [] });
+    e.setPolicy({ name: 'h2o', budget: 16, params: { window: 4 } });
+    expect(e.policySpec.name).toBe('h2o');
+    const r = await e.generateText(prompt, { maxTokens: 4, stopTokenIds: [] });
+    expect(r.stats.reusedTokens).toBe(0);
+    const fresh = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 128, prefillChunk: 8, policy: { name: 'h2o', budget: 16, params: { window: 4 } } });
+    expect((await fresh.generateText(prompt, { maxTokens: 4, stopTokenIds: [] })).ids).toEqual(r.ids);
+    e.unload();
+    fresh.unload();
+  });
+
+  it('bad specs give typed errors naming the parameter and its range, and the engine stays usable', async () => {
+    const ctx = { context: 128, chunk: 8, numLayers: 3 };
+    const bad: [PolicySpec, RegExp][] = [
+      [{ name: 'nope', budget: 10 }, /Unknown cache policy 'nope'/],
+      [{ name: 'streaming', budget: 4, params: { sinks: 4 } }, /budget 4 .*\[5, 128\]/],
+      [{ name: 'h2o', budget: 200 }, /budget 200 is larger than the context/],
+      [{ name: 'h2o', budget: -3 }, /integer number of entries/],
+      [{ name: 'h2o', budget: 10, params: { window: -1 } }, /'window'.*\[0, 4096\]/],
+      [{ name: 'lazy-eviction', budget: 50, params: { alpha: NaN } }, /'alpha'/],
+      [{ name: 'h2o', budget: 10, params: { windw: 2 } }, /no parameter 'windw'/],
+      [{ name: 'full', budget: 10 }, /takes no budget/],
+      [{ name: 'lazy-eviction', budget: 20, params: { window: 32 } }, /budget 20 must be larger/],
+    ];
+    for (const [spec, msg] of bad) {
+      expect(() => resolvePolicy(spec, ctx)).toThrow(InvalidArgumentError);
+      expect(() => resolvePolicy(spec, ctx)).toThrow(msg);
+    }
+    const gpu = await testGpu();
+    const e = await Engine.load({ model: loaded(smolLike, randomWeights(smolLike, 'f32', 81)), gpu, contextLength: 128, prefillChunk: 8 });
+    expect(() => e.setPolicy({ name: 'h2o', budget: 1000 })).toThrow(/larger than the context/);
+    await expect(Engine.load({ model: loaded(smolLike, randomWeights(smolLike, 'f32', 81)), gpu, contextLength: 128, policy: { name: 'tova' } })).rejects.toThrow(/needs a budget/);
+    expect((await e.generateText([1, 2, 3], { maxTokens: 2, stopTokenIds: [] })).ids.length).toBe(2);
+    e.unload();
+  });
+});
