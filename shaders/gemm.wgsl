@@ -4,8 +4,8 @@
 // consecutive k is one vec4 load from each (vector path) or one scalar / u32 load otherwise.
 //
 // Register tiling without workgroup memory: each invocation computes a 4 (m) x 4 (n) tile,
-// loading 4 X chunks and 4 W chunks per step and doing 16 chunk dot products (a 4x reuse of
-// every load). No barriers: on SwiftShader they dominate; on GPUs the per-workgroup 16 x 64
+// loading 4 X chunks and 4 W chunks per step (a 4x reuse of every load) and accumulating outer
+// products with vec4 FMAs over n (one FMA per multiply-add; a dot-product form needs ~2x the ops). No barriers: on SwiftShader they dominate; on GPUs the per-workgroup 16 x 64
 // footprint is served by L1/L2. Accumulation is f32.
 
 struct Params {
@@ -53,7 +53,14 @@ fn unpack2(v: u32) -> vec2<f32> {
 alias Chunk = vec4<f32>;
 fn wload(i: u32) -> Chunk { return w[i]; }
 fn xload(e: u32) -> Chunk { return x[e / 4u]; }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+// The same k of four W rows, side by side (one vec4 per k of the chunk).
+struct Cols { k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32> }
+fn cols(a: Chunk, b: Chunk, c: Chunk, d: Chunk) -> Cols {
+  return Cols(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y), vec4<f32>(a.z, b.z, c.z, d.z), vec4<f32>(a.w, b.w, c.w, d.w));
+}
+fn mac_row(acc: vec4<f32>, xv: Chunk, t: Cols) -> vec4<f32> {
+  return fma(vec4<f32>(xv.w), t.k3, fma(vec4<f32>(xv.z), t.k2, fma(vec4<f32>(xv.y), t.k1, fma(vec4<f32>(xv.x), t.k0, acc))));
+}
 #else
 // A chunk of 8 elements as (even, odd): even = elements 0, 2, 4, 6 (low halves of the four u32),
 // odd = 1, 3, 5, 7 (high halves), so bf16 converts as one vec4 shift / mask each; x is shuffled to match.
@@ -75,25 +82,36 @@ fn xload(e: u32) -> Chunk {
   let b = x[e / 4u + 1u];
   return Chunk(vec4<f32>(a.xz, b.xz), vec4<f32>(a.yw, b.yw));
 }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a.even, b.even) + dot(a.odd, b.odd); }
+struct Cols { e: Cols4, o: Cols4 }
+struct Cols4 { k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32> }
+fn cols4(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> Cols4 {
+  return Cols4(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y), vec4<f32>(a.z, b.z, c.z, d.z), vec4<f32>(a.w, b.w, c.w, d.w));
+}
+fn cols(a: Chunk, b: Chunk, c: Chunk, d: Chunk) -> Cols {
+  return Cols(cols4(a.even, b.even, c.even, d.even), cols4(a.odd, b.odd, c.odd, d.odd));
+}
+fn mac4(acc: vec4<f32>, xv: vec4<f32>, t: Cols4) -> vec4<f32> {
+  return fma(vec4<f32>(xv.w), t.k3, fma(vec4<f32>(xv.z), t.k2, fma(vec4<f32>(xv.y), t.k1, fma(vec4<f32>(xv.x), t.k0, acc))));
+}
+fn mac_row(acc: vec4<f32>, xv: Chunk, t: Cols) -> vec4<f32> { return mac4(mac4(acc, xv.even, t.e), xv.odd, t.o); }
 #endif
 #else
 #if F32
 alias Chunk = f32;
 fn wload(i: u32) -> Chunk { return w[i]; }
 fn xload(e: u32) -> Chunk { return x[e]; }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return a * b; }
+alias Cols = vec4<f32>;
+fn cols(a: Chunk, b: Chunk, c: Chunk, d: Chunk) -> Cols { return vec4<f32>(a, b, c, d); }
+fn mac_row(acc: vec4<f32>, xv: Chunk, t: Cols) -> vec4<f32> { return fma(vec4<f32>(xv), t, acc); }
 #else
 alias Chunk = vec2<f32>;
 fn wload(i: u32) -> Chunk { return unpack2(w[i]); }
 fn xload(e: u32) -> Chunk { return vec2<f32>(x[e], x[e + 1u]); }
-fn dotc(a: Chunk, b: Chunk) -> f32 { return dot(a, b); }
+struct Cols { k0: vec4<f32>, k1: vec4<f32> }
+fn cols(a: Chunk, b: Chunk, c: Chunk, d: Chunk) -> Cols { return Cols(vec4<f32>(a.x, b.x, c.x, d.x), vec4<f32>(a.y, b.y, c.y, d.y)); }
+fn mac_row(acc: vec4<f32>, xv: Chunk, t: Cols) -> vec4<f32> { return fma(vec4<f32>(xv.y), t.k1, fma(vec4<f32>(xv.x), t.k0, acc)); }
 #endif
 #endif
-
-fn dot4(xv: Chunk, w0: Chunk, w1: Chunk, w2: Chunk, w3: Chunk) -> vec4<f32> {
-  return vec4<f32>(dotc(xv, w0), dotc(xv, w1), dotc(xv, w2), dotc(xv, w3));
-}
 
 fn store_row(m: u32, n0: u32, v: vec4<f32>) {
   if (m >= p.rows) { return; }
@@ -135,15 +153,12 @@ fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wid: 
   var a2 = vec4<f32>(0.0);
   var a3 = vec4<f32>(0.0);
   for (var c = 0u; c < KC; c++) {
-    let wc0 = wload(w0 + c);
-    let wc1 = wload(w1 + c);
-    let wc2 = wload(w2 + c);
-    let wc3 = wload(w3 + c);
+    let t = cols(wload(w0 + c), wload(w1 + c), wload(w2 + c), wload(w3 + c));
     let e = c * CH;
-    a0 += dot4(xload(x0 + e), wc0, wc1, wc2, wc3);
-    a1 += dot4(xload(x1 + e), wc0, wc1, wc2, wc3);
-    a2 += dot4(xload(x2 + e), wc0, wc1, wc2, wc3);
-    a3 += dot4(xload(x3 + e), wc0, wc1, wc2, wc3);
+    a0 = mac_row(a0, xload(x0 + e), t);
+    a1 = mac_row(a1, xload(x1 + e), t);
+    a2 = mac_row(a2, xload(x2 + e), t);
+    a3 = mac_row(a3, xload(x3 + e), t);
   }
   store_row(m0, n0, a0);
   store_row(m0 + 1u, n0, a1);
