@@ -3,12 +3,13 @@
 //
 // MASS    (grid: ceil(capacity/64) x nKV): per live entry, the attention mass it received this
 //         step (softmax probability, averaged over the KV group's query heads, summed over the
-//         step's query rows, or the last row only with LAST_ROW_ONLY), then the policy's statistic update.
+//         step's query rows, or the last `massRows` rows), then the policy's statistic update.
 // SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with the
 //         policy's score, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
 //         keeps the `budget` best: threshold by a 32-step bitwise search on order-preserving
 //         keys; at the threshold, lower slots (= earlier positions) win. Writes each entry's
-//         new slot (or NONE) and the new length.
+//         new slot (or NONE) and the new length. With ADAKV one workgroup selects for the whole
+//         layer: budget x nKV entries by a layer-wide top-k (ties: lower head, then lower slot).
 // GATHER  (grid: ceil(capacity/64) x nKV): copies kept entries (key, value, position, stats)
 //         into scratch at their new slots, bit for bit.
 // SCATTER (grid: ceil(capacity/64) x nKV): copies scratch back and sets the new length.
@@ -16,7 +17,7 @@
 struct Params {
   nH: u32, nKV: u32, hd: u32, capacity: u32,
   layerBase: u32, budget: u32, sinks: u32, window: u32,
-  seed: u32, layer: u32, pad0: u32, pad1: u32,
+  seed: u32, layer: u32, massRows: u32, pad1: u32,
 };
 const NONE: u32 = 0xffffffffu;
 const NEG: f32 = -1.0e30;
@@ -39,11 +40,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   if (j >= n) { return; }
   let group = p.nH / p.nKV;
   var mass = 0.0;
-#if LAST_ROW_ONLY
-  let r0 = step.rows - 1u;
-#else
-  let r0 = 0u;
-#endif
+  // Only the last `massRows` query rows count (0 = all rows).
+  let r0 = select(0u, step.rows - min(p.massRows, step.rows), p.massRows > 0u);
   for (var r = r0; r < step.rows; r++) {
     for (var q = 0u; q < group; q++) {
       let h = kv * group + q;
@@ -104,6 +102,14 @@ fn hash01(kv: u32, pos: u32) -> f32 {
   return f32(pcg(pcg(pcg(p.seed ^ (p.layer * 131u + kv)) ^ pos)) >> 8u) / 16777216.0;
 }
 
+fn poolA(kv: u32, j: u32, n: u32, k: u32) -> f32 {
+  let lo = select(0u, j - k, j >= k);
+  let hi = min(j + k, n - 1u);
+  var s = 0.0;
+  for (var q = lo; q <= hi; q++) { s += st[(kv * p.capacity + q) * 2u]; }
+  return s / f32(hi - lo + 1u);
+}
+
 fn entryScore(kv: u32, j: u32, n: u32) -> f32 {
   let i = (kv * p.capacity + j) * 2u;
   let a = st[i];
@@ -113,21 +119,47 @@ fn entryScore(kv: u32, j: u32, n: u32) -> f32 {
   return ${SCORE};
 }
 
+fn reduceSum(lid: u32, v: u32) -> u32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let kv = wg.x;
-  let n = lens[p.layerBase + kv];
-  let base = kv * p.capacity;
-  if (n <= p.budget) {
-    for (var j = lid.x; j < n; j += WG) { newSlot[base + j] = j; }
-    if (lid.x == 0u) { newLens[kv] = n; }
+#if ADAKV
+  let h0 = 0u;
+  let h1 = p.nKV;
+  let budget = p.budget * p.nKV;
+#else
+  let h0 = wg.x;
+  let h1 = wg.x + 1u;
+  let budget = p.budget;
+#endif
+  var total = 0u;
+  for (var h = h0; h < h1; h++) { total += lens[p.layerBase + h]; }
+  if (total <= budget) {
+    for (var h = h0; h < h1; h++) {
+      let n = lens[p.layerBase + h];
+      for (var j = lid.x; j < n; j += WG) { newSlot[h * p.capacity + j] = j; }
+      if (lid.x == 0u) { newLens[h] = n; }
+    }
     return;
   }
-  let winStart = select(0u, n - p.window, n > p.window);
-  for (var j = lid.x; j < n; j += WG) {
-    var k: u32;
-    if (j < p.sinks || j >= winStart) { k = 0xffffffffu; } else { k = orderKey(entryScore(kv, j, n)); }
-    okey[base + j] = k;
+  for (var h = h0; h < h1; h++) {
+    let n = lens[p.layerBase + h];
+    let winStart = select(0u, n - p.window, n > p.window);
+    for (var j = lid.x; j < n; j += WG) {
+      var k: u32;
+      if (j < p.sinks || j >= winStart) { k = 0xffffffffu; } else { k = orderKey(entryScore(h, j, n)); }
+      okey[h * p.capacity + j] = k;
+    }
   }
   storageBarrier();
   workgroupBarrier();
@@ -136,76 +168,69 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   for (var bit = 31i; bit >= 0i; bit--) {
     let cand = thr | (1u << u32(bit));
     var c = 0u;
-    for (var j = lid.x; j < n; j += WG) { c += select(0u, 1u, okey[base + j] >= cand); }
-    red[lid.x] = c;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-      if (lid.x < s) { red[lid.x] += red[lid.x + s]; }
-      workgroupBarrier();
+    for (var h = h0; h < h1; h++) {
+      let n = lens[p.layerBase + h];
+      for (var j = lid.x; j < n; j += WG) { c += select(0u, 1u, okey[h * p.capacity + j] >= cand); }
     }
-    let total = red[0];
-    workgroupBarrier();
-    if (total >= p.budget) { thr = cand; }
+    if (reduceSum(lid.x, c) >= budget) { thr = cand; }
   }
-  // Keep key > thr, and the first (budget - count(key > thr)) entries with key == thr.
-  // Each thread owns a contiguous block of slots so slot order is kept by a block scan.
-  let per = (n + WG - 1u) / WG;
-  let j0 = min(lid.x * per, n);
-  let j1 = min(j0 + per, n);
+  // Keep key > thr, and the first (budget - count(key > thr)) entries with key == thr in
+  // (head, slot) order. Each thread owns a contiguous block of a head's slots.
   var gt = 0u;
-  var eq = 0u;
-  for (var j = j0; j < j1; j++) {
-    let k = okey[base + j];
-    gt += select(0u, 1u, k > thr);
-    eq += select(0u, 1u, k == thr);
+  for (var h = h0; h < h1; h++) {
+    let n = lens[p.layerBase + h];
+    for (var j = lid.x; j < n; j += WG) { gt += select(0u, 1u, okey[h * p.capacity + j] > thr); }
   }
-  red[lid.x] = gt;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { red[lid.x] += red[lid.x + s]; }
+  let needEq = budget - reduceSum(lid.x, gt);
+  var eqConsumed = 0u;
+  for (var h = h0; h < h1; h++) {
+    let n = lens[p.layerBase + h];
+    let base = h * p.capacity;
+    let per = (n + WG - 1u) / WG;
+    let j0 = min(lid.x * per, n);
+    let j1 = min(j0 + per, n);
+    var eq = 0u;
+    for (var j = j0; j < j1; j++) { eq += select(0u, 1u, okey[base + j] == thr); }
+    // Exclusive scan of the blocks' tie counts (serial by thread 0: 256 adds).
+    red[lid.x] = eq;
     workgroupBarrier();
-  }
-  let needEq = p.budget - red[0];
-  workgroupBarrier();
-  // Exclusive scan of eq counts over threads (serial by thread 0: 256 adds).
-  red[lid.x] = eq;
-  workgroupBarrier();
-  if (lid.x == 0u) {
-    var acc = 0u;
-    for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
-  }
-  workgroupBarrier();
-  var eqBefore = red[lid.x];
-  workgroupBarrier();
-  // Kept count per block, then an exclusive scan for the new slots.
-  var kept = 0u;
-  for (var j = j0; j < j1; j++) {
-    let k = okey[base + j];
-    if (k > thr) { kept++; } else if (k == thr) {
-      if (eqBefore < needEq) { kept++; }
-      eqBefore++;
+    if (lid.x == 0u) {
+      var acc = 0u;
+      for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
     }
-  }
-  red[lid.x] = kept;
-  workgroupBarrier();
-  if (lid.x == 0u) {
-    var acc = 0u;
-    for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
-    newLens[kv] = acc;
-  }
-  workgroupBarrier();
-  var slot = red[lid.x];
-  eqBefore = 0u;
-  // Recompute this block's eq offset (red now holds kept offsets).
-  for (var q = 0u; q < j0; q++) { eqBefore += select(0u, 1u, okey[base + q] == thr); }
-  for (var j = j0; j < j1; j++) {
-    let k = okey[base + j];
-    var keep = k > thr;
-    if (k == thr) {
-      keep = eqBefore < needEq;
-      eqBefore++;
+    workgroupBarrier();
+    let eqStart = eqConsumed + red[lid.x];
+    workgroupBarrier();
+    var eqBefore = eqStart;
+    var kept = 0u;
+    for (var j = j0; j < j1; j++) {
+      let k = okey[base + j];
+      if (k > thr) { kept++; } else if (k == thr) {
+        if (eqBefore < needEq) { kept++; }
+        eqBefore++;
+      }
     }
-    if (keep) { newSlot[base + j] = slot; slot++; } else { newSlot[base + j] = NONE; }
+    red[lid.x] = kept;
+    workgroupBarrier();
+    if (lid.x == 0u) {
+      var acc = 0u;
+      for (var q = 0u; q < WG; q++) { let v = red[q]; red[q] = acc; acc += v; }
+      newLens[h] = acc;
+    }
+    workgroupBarrier();
+    var slot = red[lid.x];
+    workgroupBarrier();
+    eqBefore = eqStart;
+    for (var j = j0; j < j1; j++) {
+      let k = okey[base + j];
+      var keep = k > thr;
+      if (k == thr) {
+        keep = eqBefore < needEq;
+        eqBefore++;
+      }
+      if (keep) { newSlot[base + j] = slot; slot++; } else { newSlot[base + j] = NONE; }
+    }
+    eqConsumed += reduceSum(lid.x, eq);
   }
 }
 #endif

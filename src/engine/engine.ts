@@ -137,7 +137,7 @@ export class Engine {
       throw new InvalidArgumentError(`contextLength must be an integer in [1, ${cfg.contextLength}] (the model's context), got ${options.contextLength}.`);
     }
     const rows = Math.min(chunk, ctx);
-    const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers });
+    const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads });
     let model: GpuModel;
     try {
       model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy });
@@ -175,7 +175,7 @@ export class Engine {
    */
   setPolicy(spec: PolicySpec): void {
     if (this.busy) throw new InvalidArgumentError('setPolicy cannot run while generating; it applies from the next call.');
-    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers });
+    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads });
   }
 
   /** Installs a policy chosen with setPolicy: a new, empty cache. */
@@ -247,7 +247,7 @@ export class Engine {
       const chunk = tokens.slice(start, start + this.prefillChunk);
       const last = start + chunk.length === tokens.length;
       this.model.writeTokens(chunk);
-      next = await this.model.runStep(chunk.length, start, start, last && sample ? { params: sample, step: start + chunk.length - 1 } : undefined, last);
+      next = await this.model.runStep(chunk.length, start, start, last && sample ? { params: sample, step: start + chunk.length - 1 } : undefined, last, last);
       this.cached.push(...chunk);
     }
     return { next, reused: reuse };
@@ -412,14 +412,14 @@ export class Engine {
    * One step over up to `prefillChunk` tokens appended after the cache (a prefill chunk, or a
    * decode step when given one token); returns the last row's logits. For tests and metrics.
    */
-  async forwardStep(tokens: number[]): Promise<Float32Array> {
+  async forwardStep(tokens: number[], promptEnd = false): Promise<Float32Array> {
     this.checkDevice();
     this.applyPendingPolicy();
     if (tokens.length < 1 || tokens.length > this.prefillChunk) throw new InvalidArgumentError(`forwardStep takes 1..${this.prefillChunk} tokens, got ${tokens.length}.`);
     if (this.cached.length + tokens.length > this.contextLength) throw new ContextOverflowError(`${this.cached.length + tokens.length} tokens exceed the context of ${this.contextLength}.`);
     const pos = this.cached.length;
     this.model.writeTokens(tokens);
-    await this.model.runStep(tokens.length, pos, pos, undefined, true);
+    await this.model.runStep(tokens.length, pos, pos, undefined, true, promptEnd);
     this.cached.push(...tokens);
     return this.model.readLogits();
   }

@@ -231,10 +231,10 @@ export class GpuModel {
    * from embedding to logits of the last row, plus the cache-length commit. `cached` is the
    * number of entries already in the cache before this step.
    */
-  stepOps(rows: number, pos0: number, cached: number, withLogits: boolean): Op[] {
-    const split = attentionSplit(cached + rows);
+  stepOps(rows: number, pos0: number, cached: number, withLogits: boolean, promptEnd = false): Op[] {
+    const split = attentionSplit(Math.min(cached + rows, this.cache.maxLive()));
     this.step.set({ rows, pos0, ...split });
-    const act = this.cache.stepOps(rows, pos0);
+    const act = this.cache.stepOps(rows, pos0, promptEnd);
     const ops: Op[] = [this.embed(rows)];
     this.layers.forEach((L, l) => {
       const C = this.cacheOps[l]!;
@@ -256,8 +256,8 @@ export class GpuModel {
    * Runs a step; when `sample` is given, samples the next token on the GPU and returns its
    * id (one u32 read back). Otherwise returns -1 once the GPU has finished.
    */
-  async runStep(rows: number, pos0: number, cached: number, sample?: { params: SamplingParams; step: number }, withLogits = !!sample): Promise<number> {
-    const ops = this.stepOps(rows, pos0, cached, withLogits);
+  async runStep(rows: number, pos0: number, cached: number, sample?: { params: SamplingParams; step: number }, withLogits = !!sample, promptEnd = false): Promise<number> {
+    const ops = this.stepOps(rows, pos0, cached, withLogits, promptEnd);
     if (sample) {
       this.sampler.set(sample.params, sample.step);
       ops.push(...this.sampler.ops);

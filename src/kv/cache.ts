@@ -74,7 +74,7 @@ export class KvCache {
     const defines = {
       STAT_UPDATE: p.statUpdate?.(policy.params) ?? '',
       SCORE: p.score?.(policy.params) ?? '0.0',
-      LAST_ROW_ONLY: !!p.lastRowOnly,
+      ADAKV: policy.adakv,
     };
     const okey = gpu.storage(nKV * capMax * 4, 'kv.select.keys', 'kv-scratch');
     const newSlot = gpu.storage(nKV * capMax * 4, 'kv.select.slots', 'kv-scratch');
@@ -85,7 +85,7 @@ export class KvCache {
     for (let l = 0; l < L; l++) {
       const c = this.layers[l]!;
       const params = gpu.uniform(
-        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, 0, 0]),
+        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, p.massRows?.(policy.params) ?? 0, 0]),
         `kv.policy.params.${l}`,
       );
       const groups = Math.ceil(c.capacity / 64);
@@ -95,7 +95,7 @@ export class KvCache {
         );
       }
       this.actOps.push([
-        gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [nKV], 'kv.select'),
+        gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [policy.adakv ? 1 : nKV], 'kv.select'),
         gpu.op(kernelSource(policySrc, { ...defines, GATHER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newSlot, sKV, sMeta, params], [groups, nKV], 'kv.gather'),
         gpu.op(kernelSource(policySrc, { ...defines, SCATTER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newLens, sKV, sMeta, params], [groups, nKV], 'kv.scatter'),
       ]);
@@ -109,15 +109,21 @@ export class KvCache {
 
   /**
    * Called once per step before encoding: records the step for the footprint, and returns
-   * the select/compact ops to run after the commit when the policy is due: after every
-   * prefill chunk, and during decode every `every` steps.
+   * the select/compact ops to run after the commit when the policy is due: for 'every'
+   * policies after every prefill chunk and every `every` decode steps; for 'prompt-end'
+   * policies after the last chunk of a prompt.
    */
-  stepOps(rows: number, pos0: number): Op[] {
+  stepOps(rows: number, pos0: number, promptEnd: boolean): Op[] {
     this.tokens = pos0 + rows;
     this.fullFootprint += rows * this.tokens;
     if (!this.policy.budgets) return [];
-    const due = rows > 1 || (pos0 + rows) % this.every === 0;
+    const due = this.policy.acts === 'prompt-end' ? promptEnd : rows > 1 || (pos0 + rows) % this.every === 0;
     return due ? this.actOps.flat() : [];
+  }
+
+  /** Most entries a step can see: for sizing the attention split. */
+  maxLive(): number {
+    return Math.max(...this.policy.capacity);
   }
 
   /** Empties the cache (lengths and footprint accounting). */

@@ -12,7 +12,8 @@
  *   the entry's two statistics `a` and `b` (f32; zero-initialised storage, so initialise them
  *   when `isNew`).
  * - score: an f32 expression (higher = keep) over `a`, `b`, `pos`, `t`, `j` (slot), `n`
- *   (live entries), `kv`, and the helpers `keyNorm(kv, j)` and `hash01(kv, pos)`.
+ *   (live entries), `kv`, and the helpers `keyNorm(kv, j)`, `hash01(kv, pos)` and
+ *   `poolA(kv, j, n, k)` (mean of `a` over slots j-k..j+k, clamped to the live range).
  * Parameter values are substituted as `${NAME}` (numbers are written as WGSL literals).
  */
 import { InvalidArgumentError } from '../errors';
@@ -34,6 +35,7 @@ export interface PolicyContext {
   /** Prefill chunk size: entries appended before the policy acts. */
   chunk: number;
   numLayers: number;
+  numKvHeads: number;
 }
 
 export interface CachePolicy {
@@ -44,8 +46,10 @@ export interface CachePolicy {
   usesBudget: boolean;
   /** Needs the attention-mass pass (statUpdate reads `mass`). */
   needsAttention: boolean;
-  /** Use only the last query row's attention (TOVA). */
-  lastRowOnly?: boolean;
+  /** Count only the last N query rows' attention (TOVA: 1, SnapKV: its window); default all rows. */
+  massRows?(p: ParamValues): number;
+  /** 'every': after each prefill chunk and every `every` decode steps; 'prompt-end': once, after the last prefill chunk of a prompt. */
+  acts?: 'every' | 'prompt-end';
   statUpdate?: (p: ParamValues) => string;
   score?: (p: ParamValues) => string;
   /** Slots always kept: the first `sinks` and the last `window`. */

@@ -8,6 +8,13 @@ export interface PolicySpec {
   /** Entries kept per (layer, KV head), sinks and windows included. Omit for `full`. */
   budget?: number;
   params?: Record<string, number | boolean | string>;
+  /**
+   * Wrapper (PruLong paper): evict after every prefill chunk and every decode step, so a
+   * prefill-time policy such as SnapKV keeps live entries within budget + chunk throughout.
+   */
+  chunked?: boolean;
+  /** Wrapper (AdaKV): one budget per layer (budget x KV heads) shared across its KV heads by a layer-wide top-k. */
+  adakv?: boolean;
 }
 
 /** A small per-step picture of the cache, cheap enough to take every few decode steps. */

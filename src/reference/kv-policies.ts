@@ -20,6 +20,8 @@ export function refStatUpdate(name: string, p: RefParams, e: RefEntry, mass: num
       e.a += mass;
       break;
     case 'tova':
+    case 'snapkv':
+    case 'pyramidkv':
       e.a = mass;
       break;
     case 'lazy-eviction':
@@ -46,6 +48,22 @@ function pcg(v: number): number {
 export function refHash01(seed: number, layer: number, kv: number, pos: number): number {
   const h = pcg((pcg((pcg((seed ^ (layer * 131 + kv)) >>> 0) ^ pos) >>> 0) >>> 0));
   return (h >>> 8) / 16777216;
+}
+
+/** Scores of a head's entries in slot order (pooling policies read their neighbours). */
+export function refScores(name: string, p: RefParams, entries: RefEntry[], t: number, layer: number, kv: number): number[] {
+  if (name === 'snapkv' || name === 'pyramidkv') {
+    const k = Math.floor(p.kernel! / 2);
+    const n = entries.length;
+    return entries.map((_, j) => {
+      const lo = Math.max(0, j - k);
+      const hi = Math.min(n - 1, j + k);
+      let s = 0;
+      for (let q = lo; q <= hi; q++) s += entries[q]!.a;
+      return s / (hi - lo + 1);
+    });
+  }
+  return entries.map((e) => refScore(name, p, e, t, layer, kv));
 }
 
 /** The policy's score for an entry (higher = keep). */
@@ -91,4 +109,29 @@ export function refSelect(scores: number[], budget: number, sinks: number, windo
   const kept = new Set(scored.slice(0, Math.max(0, room)));
   for (const j of scored) keep[j] = kept.has(j);
   return { keep, cut: room > 0 ? scores[scored[room - 1]!]! : NaN };
+}
+
+/**
+ * AdaKV: one budget for a layer's KV heads together. Each head keeps its sinks and window;
+ * the rest compete in one layer-wide top-k; at equal scores the lower head, then the lower
+ * slot, wins. Returns keep flags per head and the cut score.
+ */
+export function refSelectLayer(scores: number[][], budget: number, sinks: number, window: number): { keep: boolean[][]; cut: number } {
+  const keep = scores.map((s) => new Array<boolean>(s.length).fill(true));
+  const total = scores.reduce((a, s) => a + s.length, 0);
+  if (total <= budget) return { keep, cut: NaN };
+  const scored: [number, number][] = [];
+  let forced = 0;
+  scores.forEach((s, h) => {
+    const winStart = Math.max(0, s.length - window);
+    s.forEach((_, j) => {
+      if (j >= sinks && j < winStart) scored.push([h, j]);
+      else forced++;
+    });
+  });
+  const room = budget - forced;
+  scored.sort((x, y) => scores[y[0]]![y[1]]! - scores[x[0]]![x[1]]! || x[0] - y[0] || x[1] - y[1]);
+  scored.forEach(([h, j], i) => (keep[h]![j] = i < room));
+  const last = scored[room - 1];
+  return { keep, cut: room > 0 && last ? scores[last[0]]![last[1]]! : NaN };
 }

@@ -12,9 +12,11 @@ import { tova } from './tova';
 import { knorm } from './knorm';
 import { random } from './random';
 import { lazyEviction } from './lazy-eviction';
+import { snapkv } from './snapkv';
+import { pyramidkv } from './pyramidkv';
 
 const registry = new Map<string, CachePolicy>();
-for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction]) registry.set(p.name, p);
+for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv]) registry.set(p.name, p);
 
 export function registerPolicy(policy: CachePolicy): void {
   if (!/^[a-z][a-z0-9-]*$/.test(policy.name)) throw new InvalidArgumentError(`Policy names are lowercase words with dashes, got '${policy.name}'.`);
@@ -39,6 +41,10 @@ export interface ResolvedPolicy {
   budgets: number[] | undefined;
   /** Allocated entries per (layer, KV head). */
   capacity: number[];
+  /** When it acts, after wrappers. */
+  acts: 'every' | 'prompt-end';
+  /** Layer-wide selection across KV heads (AdaKV). */
+  adakv: boolean;
   spec: PolicySpec;
 }
 
@@ -48,7 +54,8 @@ export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPol
   const params = resolveParams(policy, spec.params as Record<string, unknown> | undefined);
   if (!policy.usesBudget) {
     if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no budget.`);
-    return { policy, params, budgets: undefined, capacity: Array(ctx.numLayers).fill(ctx.context), spec: { name: policy.name, params } };
+    if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' keeps everything; the chunked and adakv wrappers need a budget policy.`);
+    return { policy, params, budgets: undefined, capacity: Array(ctx.numLayers).fill(ctx.context), acts: 'every', adakv: false, spec: { name: policy.name, params } };
   }
   const b = spec.budget;
   const forced = policy.sinks(params) + policy.window(params);
@@ -65,6 +72,16 @@ export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPol
     throw new InvalidArgumentError(`Policy '${policy.name}': ${(e as Error).message}.`);
   }
   const budgets = Array.from({ length: ctx.numLayers }, (_, l) => policy.layerBudget?.(b, l, params, ctx) ?? b);
-  const capacity = budgets.map((bl) => Math.min(ctx.context, policy.bound(bl, params, ctx)));
-  return { policy, params, budgets, capacity, spec: { name: policy.name, budget: b, params } };
+  const chunked = !!spec.chunked;
+  const adakv = !!spec.adakv;
+  if (adakv && !policy.score) throw new InvalidArgumentError(`The adakv wrapper needs a scored policy; '${policy.name}' has no score.`);
+  // Chunked: evicts after every chunk and decode step, so live entries stay within budget + chunk.
+  // AdaKV: one KV head may take up to the whole layer's budget (budget x KV heads).
+  const perHead = (bl: number) => (adakv ? bl * ctx.numKvHeads : bl);
+  const capacity = budgets.map((bl) => Math.min(ctx.context, chunked ? perHead(bl) + ctx.chunk : policy.bound(perHead(bl), params, ctx)));
+  const acts = chunked ? 'every' : policy.acts ?? 'every';
+  const out: PolicySpec = { name: policy.name, budget: b, params };
+  if (chunked) out.chunked = true;
+  if (adakv) out.adakv = true;
+  return { policy, params, budgets, capacity, acts, adakv, spec: out };
 }

@@ -11,7 +11,7 @@ export const tova: CachePolicy = {
   params: [],
   usesBudget: true,
   needsAttention: true,
-  lastRowOnly: true,
+  massRows: () => 1,
   statUpdate: () => 'a = mass;',
   score: () => 'a',
   sinks: () => 0,
