@@ -296,3 +296,103 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   st[(kv * p.capacity + j) * 2u + 1u] = bitcast<f32>(sMeta[m + 2u]);
 }
 #endif
+
+#if LAGKV
+// LagKV scoring of one partition per KV head (grid: nKV, 256 threads): slots
+// [p.sinks, p.sinks + LAG) are scored against the next LAG slots (the lag reference): per
+// channel min-max normalisation by the reference's K (and V) range, per token the unbiased
+// std over channels, softmax over the partition; a = softmax_K + softmax_V.
+@group(0) @binding(0) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> vc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> st: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+const LAG: u32 = ${LAG}u;
+var<workgroup> mnK: array<f32, 256>;
+var<workgroup> mxK: array<f32, 256>;
+var<workgroup> mnV: array<f32, 256>;
+var<workgroup> mxV: array<f32, 256>;
+var<workgroup> red: array<f32, 256>;
+
+fn stdNorm(base: u32, isV: bool) -> f32 {
+  var mean = 0.0;
+  for (var c = 0u; c < p.hd; c++) {
+    let x = select(kc[base + c], vc[base + c], isV);
+    let lo = select(mnK[c], mnV[c], isV);
+    let hi = select(mxK[c], mxV[c], isV);
+    mean += (x - lo) / (hi - lo + 1e-6);
+  }
+  mean = mean / f32(p.hd);
+  var ss = 0.0;
+  for (var c = 0u; c < p.hd; c++) {
+    let x = select(kc[base + c], vc[base + c], isV);
+    let lo = select(mnK[c], mnV[c], isV);
+    let hi = select(mxK[c], mxV[c], isV);
+    let d = (x - lo) / (hi - lo + 1e-6) - mean;
+    ss += d * d;
+  }
+  return sqrt(ss / f32(p.hd - 1u));
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let kv = wg.x;
+  let start = p.sinks;
+  for (var c = lid.x; c < p.hd; c += WG) {
+    var a = 3.0e38; var b = -3.0e38; var e = 3.0e38; var f = -3.0e38;
+    for (var j = start + LAG; j < start + 2u * LAG; j++) {
+      let o = (kv * p.capacity + j) * p.hd + c;
+      a = min(a, kc[o]); b = max(b, kc[o]);
+      e = min(e, vc[o]); f = max(f, vc[o]);
+    }
+    mnK[c] = a; mxK[c] = b; mnV[c] = e; mxV[c] = f;
+  }
+  workgroupBarrier();
+  // Per token std of K and V (kept in the two statistics for now).
+  for (var j = lid.x; j < LAG; j += WG) {
+    let base = (kv * p.capacity + start + j) * p.hd;
+    let i = (kv * p.capacity + start + j) * 2u;
+    st[i] = stdNorm(base, false);
+    st[i + 1u] = stdNorm(base, true);
+  }
+  storageBarrier();
+  workgroupBarrier();
+  // Softmax over the partition for each of the two, then a = sum.
+  var mk = -3.0e38; var mv = -3.0e38;
+  for (var j = lid.x; j < LAG; j += WG) {
+    let i = (kv * p.capacity + start + j) * 2u;
+    mk = max(mk, st[i]); mv = max(mv, st[i + 1u]);
+  }
+  red[lid.x] = mk;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] = max(red[lid.x], red[lid.x + s]); } workgroupBarrier(); }
+  mk = red[0];
+  workgroupBarrier();
+  red[lid.x] = mv;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] = max(red[lid.x], red[lid.x + s]); } workgroupBarrier(); }
+  mv = red[0];
+  workgroupBarrier();
+  var sk = 0.0; var sv = 0.0;
+  for (var j = lid.x; j < LAG; j += WG) {
+    let i = (kv * p.capacity + start + j) * 2u;
+    sk += exp(st[i] - mk); sv += exp(st[i + 1u] - mv);
+  }
+  red[lid.x] = sk;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] += red[lid.x + s]; } workgroupBarrier(); }
+  sk = red[0];
+  workgroupBarrier();
+  red[lid.x] = sv;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) { if (lid.x < s) { red[lid.x] += red[lid.x + s]; } workgroupBarrier(); }
+  sv = red[0];
+  workgroupBarrier();
+  for (var j = lid.x; j < LAG; j += WG) {
+    let i = (kv * p.capacity + start + j) * 2u;
+    st[i] = exp(st[i] - mk) / sk + exp(st[i + 1u] - mv) / sv;
+    st[i + 1u] = 0.0;
+  }
+}
+#endif

@@ -41,6 +41,8 @@ export class KvCache {
   /** Σ over steps of rows x (tokens so far): the full cache's footprint under the same chunking. */
   private fullFootprint = 0;
   private tokens = 0;
+  /** LagKV-style partition compression: per-layer params, the scoring ops, and the CPU-tracked layout. */
+  private dynamic: { lag: number; keep: number; sinks: number; params: GPUBuffer[]; score: Op[]; live: number; compressedEnd: number } | undefined;
 
   constructor(gpu: Gpu, shape: CacheShape, policy: ResolvedPolicy, step: StepBuffer) {
     this.gpu = gpu;
@@ -82,6 +84,8 @@ export class KvCache {
     const sKV = gpu.storage(nKV * capMax * 2 * hd * 4, 'kv.compact.kv', 'kv-scratch');
     const sMeta = gpu.storage(nKV * capMax * 3 * 4, 'kv.compact.meta', 'kv-scratch');
     const seed = policy.params.seed ?? 0;
+    const dyn = p.dynamic?.(policy.params);
+    if (dyn) this.dynamic = { ...dyn, params: [], score: [], live: 0, compressedEnd: dyn.sinks };
     for (let l = 0; l < L; l++) {
       const c = this.layers[l]!;
       const params = gpu.uniform(
@@ -89,6 +93,10 @@ export class KvCache {
         `kv.policy.params.${l}`,
       );
       const groups = Math.ceil(c.capacity / 64);
+      if (this.dynamic) {
+        this.dynamic.params.push(params);
+        this.dynamic.score.push(gpu.op(kernelSource(policySrc, { LAGKV: true, LAG: this.dynamic.lag }), [c.k, c.v, c.stats, params], [nKV], 'kv.lagkv'));
+      }
       if (this.mass) {
         this.massOps.push(
           gpu.op(kernelSource(policySrc, { ...defines, MASS: true }), [this.mass.scores, this.mass.ml, c.stats, c.pos, this.lens, params, step.buffer], [groups, nKV], 'kv.mass'),
@@ -117,8 +125,28 @@ export class KvCache {
     this.tokens = pos0 + rows;
     this.fullFootprint += rows * this.tokens;
     if (!this.policy.budgets) return [];
+    if (this.dynamic) return this.partitionOps(rows);
     const due = this.policy.acts === 'prompt-end' ? promptEnd : rows > 1 || (pos0 + rows) % this.every === 0;
     return due ? this.actOps.flat() : [];
+  }
+
+  /** LagKV: compresses the first tail partition when the tail reaches 2 x lag (at most one per step, as lag >= chunk). */
+  private partitionOps(rows: number): Op[] {
+    const d = this.dynamic!;
+    d.live += rows;
+    if (d.live - d.compressedEnd < 2 * d.lag) return [];
+    const after = d.live - (d.compressedEnd + d.lag);
+    const budget = d.compressedEnd + d.keep + after;
+    const { numLayers: L, numKvHeads: nKV, numHeads: nH, headDim: hd } = this.shape;
+    const ops: Op[] = [];
+    for (let l = 0; l < L; l++) {
+      const c = this.layers[l]!;
+      this.gpu.write(d.params[l]!, new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, budget, d.compressedEnd, after, 0, l, 0, 0]));
+      ops.push(d.score[l]!, ...this.actOps[l]!);
+    }
+    d.live = budget;
+    d.compressedEnd += d.keep;
+    return ops;
   }
 
   /** Most entries a step can see: for sizing the attention split. */
@@ -133,6 +161,10 @@ export class KvCache {
     this.gpu.write(this.acct, new Uint32Array(2 * n));
     this.fullFootprint = 0;
     this.tokens = 0;
+    if (this.dynamic) {
+      this.dynamic.live = 0;
+      this.dynamic.compressedEnd = this.dynamic.sinks;
+    }
   }
 
   /** Truncates a cache that has evicted nothing to its first n entries. */

@@ -61,6 +61,13 @@ export interface CachePolicy {
   bound(budget: number, p: ParamValues, ctx: PolicyContext): number;
   /** Budget for a layer (PyramidKV-style allocation); default: the same for every layer. */
   layerBudget?(budget: number, layer: number, p: ParamValues, ctx: PolicyContext): number;
+  /**
+   * Partition compression (LagKV): instead of a fixed budget, whenever the uncompressed tail
+   * reaches 2 x lag entries, the first tail partition is scored against the next one by the
+   * LAGKV kernel and `keep` of its `lag` entries stay. Every KV head evolves alike, so the
+   * cache tracks the layout on the CPU.
+   */
+  dynamic?(p: ParamValues): { lag: number; keep: number; sinks: number };
   /** Extra checks beyond parameter ranges. */
   check?(budget: number, p: ParamValues): void;
 }

@@ -55,9 +55,9 @@ export class ReferenceModel {
   }
 
   /** Positions and keys cached for (layer, kvHead), in cache order. */
-  entries(layer: number, kvHead: number): { positions: number[]; keys: Float32Array[] } {
+  entries(layer: number, kvHead: number): { positions: number[]; keys: Float32Array[]; values: Float32Array[] } {
     const c = this.caches[layer]!;
-    return { positions: c.positions[kvHead]!, keys: c.keys[kvHead]! };
+    return { positions: c.positions[kvHead]!, keys: c.keys[kvHead]!, values: c.values[kvHead]! };
   }
 
   /** Evicts every entry of (layer, kvHead) whose position is not in `keep` (order is kept). */

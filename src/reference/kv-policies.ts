@@ -8,6 +8,7 @@ export interface RefEntry {
   a: number;
   b: number;
   key: Float32Array;
+  value?: Float32Array;
 }
 
 export type RefParams = Record<string, number>;
@@ -134,4 +135,38 @@ export function refSelectLayer(scores: number[][], budget: number, sinks: number
   scored.forEach(([h, j], i) => (keep[h]![j] = i < room));
   const last = scored[room - 1];
   return { keep, cut: room > 0 && last ? scores[last[0]]![last[1]]! : NaN };
+}
+
+/**
+ * LagKV scores of the partition entries[start, start + lag), against the lag reference
+ * entries[start + lag, start + 2 lag): per channel min-max normalisation by the reference's
+ * range (+1e-6), per token the unbiased std over channels, softmax over the partition, for K
+ * and for V; score = softmax_K + softmax_V. Other slots get NaN (they are not scored).
+ */
+export function refLagScores(entries: RefEntry[], start: number, lag: number): number[] {
+  const hd = entries[0]!.key.length;
+  const stdOf = (pick: (e: RefEntry) => Float32Array) => {
+    const lo = new Array<number>(hd).fill(Infinity);
+    const hi = new Array<number>(hd).fill(-Infinity);
+    for (let j = start + lag; j < start + 2 * lag; j++) {
+      const v = pick(entries[j]!);
+      for (let c = 0; c < hd; c++) {
+        lo[c] = Math.min(lo[c]!, v[c]!);
+        hi[c] = Math.max(hi[c]!, v[c]!);
+      }
+    }
+    const stds: number[] = [];
+    for (let j = start; j < start + lag; j++) {
+      const v = pick(entries[j]!);
+      const x = Array.from(v, (val, c) => (val - lo[c]!) / (hi[c]! - lo[c]! + 1e-6));
+      const mean = x.reduce((a, b) => a + b, 0) / hd;
+      stds.push(Math.sqrt(x.reduce((a, b) => a + (b - mean) ** 2, 0) / (hd - 1)));
+    }
+    const m = Math.max(...stds);
+    const z = stds.reduce((a, b) => a + Math.exp(b - m), 0);
+    return stds.map((v) => Math.exp(v - m) / z);
+  };
+  const k = stdOf((e) => e.key);
+  const v = stdOf((e) => e.value!);
+  return entries.map((_, j) => (j >= start && j < start + lag ? k[j - start]! + v[j - start]! : NaN));
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine';
 import { ReferenceModel } from '../../src/reference/forward';
-import { refScores, refSelect, refSelectLayer, refStatUpdate, type RefEntry } from '../../src/reference/kv-policies';
+import { refLagScores, refScores, refSelect, refSelectLayer, refStatUpdate, type RefEntry } from '../../src/reference/kv-policies';
 import { getPolicy, listPolicies, resolvePolicy } from '../../src/kv/policies/registry';
 import type { PolicySpec } from '../../src/kv/types';
 import { InvalidArgumentError } from '../../src/errors';
@@ -26,6 +26,8 @@ const MATRIX: PolicySpec[] = [
   { name: 'snapkv', budget: BUDGET, params: { window: 4, kernel: 5 }, chunked: true },
   { name: 'h2o', budget: BUDGET, params: { window: 4 }, adakv: true },
   { name: 'knorm', budget: BUDGET, adakv: true, chunked: true },
+  // A ratio policy: partitions of 8 (= the chunk), half kept.
+  { name: 'lagkv', params: { ratio: 0.5, sinks: 4, lag: 8 } },
 ];
 const label = (s: PolicySpec) => [s.name, s.chunked ? 'chunked' : '', s.adakv ? 'adakv' : ''].filter(Boolean).join('+');
 
@@ -52,6 +54,10 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
       const window = policy.window(params);
       const every = spec.chunked ? 1 : policy.every(params);
       const massRows = policy.massRows?.(params) ?? 0;
+      // LagKV's layout, tracked like the cache does: live entries per head, end of the compressed region.
+      const dyn = policy.dynamic?.(params);
+      let dynLive = 0;
+      let dynEnd = dyn?.sinks ?? 0;
       const { numLayers: L, numKvHeads: nKV, numHeads: nH } = smolLike;
       const group = nH / nKV;
       const state: Map<number, RefEntry>[] = Array.from({ length: L * nKV }, () => new Map());
@@ -90,27 +96,40 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
         for (let j = 0; j < gpuLogits.length; j++) maxDiff = Math.max(maxDiff, Math.abs(gpuLogits[j]! - refLogits![j]!));
         const snap = await engine.snapshot(true);
         const t = pos - 1;
-        const due = resolved.acts === 'prompt-end' ? promptEnd : chunk.length > 1 || pos % every === 0;
+        let due = resolved.acts === 'prompt-end' ? promptEnd : chunk.length > 1 || pos % every === 0;
+        let stepSinks = sinks;
+        let stepWindow = window;
+        let stepBudget: number | undefined;
+        if (dyn) {
+          dynLive += chunk.length;
+          due = dynLive - dynEnd >= 2 * dyn.lag;
+          if (due) {
+            stepSinks = dynEnd;
+            stepWindow = dynLive - (dynEnd + dyn.lag);
+            stepBudget = dynEnd + dyn.keep + stepWindow;
+          }
+        }
         for (let l = 0; l < L; l++) {
-          const budget = resolved.budgets![l]!;
+          const budget = stepBudget ?? resolved.budgets![l]!;
           const cap = resolved.capacity[l]!;
           const statsGpu = policy.needsAttention ? await gpu.readF32(engine.model.cache.layers[l]!.stats, nKV * snap.capacity[l * nKV]! * 2) : undefined;
           const heads = Array.from({ length: nKV }, (_, kv) => {
             const i = l * nKV + kv;
-            const { positions, keys } = ref.entries(l, kv);
+            const { positions, keys, values } = ref.entries(l, kv);
             expect(snap.capacity[i]).toBe(cap);
             expect(positions.length).toBeLessThanOrEqual(cap);
             const m = mass[i]!;
             const entries = positions.map((p, j) => {
               let e = state[i]!.get(p);
               if (!e) {
-                e = { pos: p, a: 0, b: 0, key: keys[j]! };
+                e = { pos: p, a: 0, b: 0, key: keys[j]!, value: values[j]! };
                 state[i]!.set(p, e);
               }
               refStatUpdate(spec.name, params, e, m.get(p) ?? 0, p >= pos0, t);
               return e;
             });
-            return { i, entries, scores: refScores(spec.name, params, entries, t, l, kv), kept: new Set(snap.positions![i]!) };
+            const scores = dyn ? (due ? refLagScores(entries, stepSinks, dyn.lag) : entries.map(() => NaN)) : refScores(spec.name, params, entries, t, l, kv);
+            return { i, entries, scores, kept: new Set(snap.positions![i]!) };
           });
           const total = heads.reduce((a, h) => a + h.entries.length, 0);
           const limit = resolved.adakv ? budget * nKV : budget;
@@ -118,21 +137,21 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
           if (due && over) {
             evictions++;
             const sel = resolved.adakv
-              ? refSelectLayer(heads.map((h) => h.scores), limit, sinks, window)
+              ? refSelectLayer(heads.map((h) => h.scores), limit, stepSinks, stepWindow)
               : (() => {
-                  const r = heads.map((h) => refSelect(h.scores, budget, sinks, window));
+                  const r = heads.map((h) => refSelect(h.scores, budget, stepSinks, stepWindow));
                   return { keep: r.map((x) => x.keep), cuts: r.map((x) => x.cut) };
                 })();
             heads.forEach((h, kv) => {
               const cut = 'cut' in sel ? sel.cut : sel.cuts[kv]!;
-              const all = 'cut' in sel ? heads.flatMap((x) => x.scores) : h.scores;
+              const all = ('cut' in sel ? heads.flatMap((x) => x.scores) : h.scores).filter((x) => !Number.isNaN(x));
               const band = 1e-5 * Math.abs(cut) + 1e-7;
               const inBand = all.filter((s) => Math.abs(s - cut) <= band);
               // Inside the band only exact ties are decidable (by the tie rule: lower slot first).
               const bandIsExactTie = inBand.every((s) => s === inBand[0]);
               if (!resolved.adakv) expect(h.kept.size).toBe(Math.min(budget, h.entries.length));
               h.entries.forEach((e, j) => {
-                if (Number.isNaN(cut) || Math.abs(h.scores[j]! - cut) > band || bandIsExactTie) {
+                if (Number.isNaN(h.scores[j]!) || Number.isNaN(cut) || Math.abs(h.scores[j]! - cut) > band || bandIsExactTie) {
                   compared++;
                   expect(h.kept.has(e.pos), `layer ${l} head ${kv} pos ${e.pos} score ${h.scores[j]} cut ${cut}`).toBe(sel.keep[kv]![j]);
                 } else banded++;
@@ -154,11 +173,16 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
                 expect(Math.abs(gb - e.b)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(e.b)));
               });
             }
+            if (dyn && due) h.entries.forEach((e, j) => { if (!Number.isNaN(h.scores[j]!)) { e.a = h.scores[j]!; e.b = 0; } });
             // Keep the reference in step with the GPU's kept set.
             ref.keepOnly(l, kv, h.kept);
             for (const p of [...state[h.i]!.keys()]) if (!h.kept.has(p)) state[h.i]!.delete(p);
             expect(snap.live[h.i]).toBe(h.kept.size);
           }
+        }
+        if (dyn && due) {
+          dynLive = stepBudget!;
+          dynEnd += dyn.keep;
         }
       }
       console.log(`${label(spec)}: ${evictions} evictions checked, ${compared} entries compared, ${banded} in the tie band, max |dlogit| ${maxDiff.toExponential(2)}`);
@@ -233,6 +257,10 @@ describe('cache policies: budgets, memory and bad input', () => {
       [{ name: 'h2o', budget: 10, params: { windw: 2 } }, /no parameter 'windw'/],
       [{ name: 'full', budget: 10 }, /takes no budget/],
       [{ name: 'lazy-eviction', budget: 20, params: { window: 32 } }, /budget 20 must be larger/],
+      [{ name: 'lagkv', budget: 20 }, /set by its ratio, not a budget/],
+      [{ name: 'lagkv', params: { lag: 4 } }, /'lag'.*>= the prefill chunk \(8\)/],
+      [{ name: 'lagkv', params: { ratio: 0 } }, /'ratio'.*\[0.01, 1\]/],
+      [{ name: 'tova', budget: 10, chunked: true, adakv: true, params: { x: 1 } }, /no parameter 'x'/],
     ];
     for (const [spec, msg] of bad) {
       expect(() => resolvePolicy(spec, ctx)).toThrow(InvalidArgumentError);

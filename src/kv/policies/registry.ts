@@ -14,9 +14,10 @@ import { random } from './random';
 import { lazyEviction } from './lazy-eviction';
 import { snapkv } from './snapkv';
 import { pyramidkv } from './pyramidkv';
+import { lagkv } from './lagkv';
 
 const registry = new Map<string, CachePolicy>();
-for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv]) registry.set(p.name, p);
+for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv, lagkv]) registry.set(p.name, p);
 
 export function registerPolicy(policy: CachePolicy): void {
   if (!/^[a-z][a-z0-9-]*$/.test(policy.name)) throw new InvalidArgumentError(`Policy names are lowercase words with dashes, got '${policy.name}'.`);
@@ -52,6 +53,14 @@ export interface ResolvedPolicy {
 export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPolicy {
   const policy = getPolicy(spec.name);
   const params = resolveParams(policy, spec.params as Record<string, unknown> | undefined);
+  if (policy.dynamic) {
+    if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' is set by its ratio, not a budget.`);
+    if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' does not compose with the chunked or adakv wrappers.`);
+    const d = policy.dynamic(params);
+    if (d.lag < ctx.chunk) throw new InvalidArgumentError(`Parameter 'lag' of policy '${policy.name}' must be >= the prefill chunk (${ctx.chunk}), got ${d.lag}.`);
+    const cap = Math.min(ctx.context, policy.bound(0, params, ctx));
+    return { policy, params, budgets: Array(ctx.numLayers).fill(cap), capacity: Array(ctx.numLayers).fill(cap), acts: 'every', adakv: false, spec: { name: policy.name, params } };
+  }
   if (!policy.usesBudget) {
     if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no budget.`);
     if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' keeps everything; the chunked and adakv wrappers need a budget policy.`);
