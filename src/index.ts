@@ -23,3 +23,7 @@ export { loadModel, parseHfConfig, parseMlcConfig, Tokenizer, StreamingDetokeniz
 export type { ModelConfig, LoadedModel, ChatMessage, ChatRole, HostTensor, WeightSet, TensorDtype } from './model/index';
 export { createEngine } from './api/index';
 export type * from './api/index';
+export { registerPolicy, listPolicies, getPolicy } from './kv/policies/registry';
+export type { CachePolicy, ParamSpec, ParamValues, PolicyContext } from './kv/policy';
+export type { PolicySpec, CacheSnapshot } from './kv/types';
+export type { SnapshotOptions } from './engine/engine';

@@ -220,6 +220,21 @@ export class KvCache {
         const cap = this.layers[l]!.capacity;
         for (let h = 0; h < nKV; h++) snap.positions.push(all.slice(h * cap, h * cap + live[l * nKV + h]!));
       }
+      // Policies whose score is their first statistic (h2o, tova, snapkv, pyramidkv, lagkv) report it.
+      const p = this.policy.policy;
+      if (this.policy.budgets && p.score?.(this.policy.params) === 'a') {
+        snap.scores = [];
+        const stats = await Promise.all(this.layers.map((c) => this.gpu.readF32(c.stats, nKV * c.capacity * 2)));
+        for (let l = 0; l < L; l++) {
+          const cap = this.layers[l]!.capacity;
+          for (let h = 0; h < nKV; h++) {
+            const n = live[l * nKV + h]!;
+            const out = new Float32Array(n);
+            for (let j = 0; j < n; j++) out[j] = stats[l]![(h * cap + j) * 2]!;
+            snap.scores.push(out);
+          }
+        }
+      }
     }
     return snap;
   }
