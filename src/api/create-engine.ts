@@ -8,7 +8,7 @@ import type { Engine } from '../engine/engine';
 import { InvalidArgumentError, KvscopeError } from '../errors';
 import type { ChatMessage } from '../model/chat-template';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
-import { LocalBackend, type BackendLoadOptions, type BackendRequest, type BackendResult, type EngineBackend } from './backend';
+import type { BackendLoadOptions, BackendRequest, BackendResult, EngineBackend, LocalBackend } from './backend';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -219,7 +219,7 @@ class EngineHandle implements KvscopeEngine {
   private currentPolicy: PolicySpec;
   private unloaded = false;
 
-  constructor(backend: EngineBackend, info: ModelInfo, options: CreateEngineOptions) {
+  constructor(backend: EngineBackend, info: ModelInfo, options: CreateEngineOptions, private readonly worker: boolean) {
     this.backend = backend;
     this.info = info;
     this.options = options;
@@ -237,11 +237,11 @@ class EngineHandle implements KvscopeEngine {
   }
 
   get inWorker(): boolean {
-    return !(this.backend instanceof LocalBackend);
+    return this.worker;
   }
 
   get inThreadEngine(): Engine | undefined {
-    return this.backend instanceof LocalBackend ? (this.backend.current ?? undefined) : undefined;
+    return this.worker ? undefined : ((this.backend as LocalBackend).current ?? undefined);
   }
 
   /** Runs jobs one at a time, in call order; a failed job does not block the next. */
@@ -365,14 +365,14 @@ class EngineHandle implements KvscopeEngine {
     this.unloaded = true;
     await this.interrupt().catch(() => undefined);
     await this.backend.unload().catch(() => undefined);
-    if (!(this.backend instanceof LocalBackend)) (this.backend as { terminate?: () => void }).terminate?.();
+    if (this.worker) (this.backend as { terminate?: () => void }).terminate?.();
   }
 
   async reload(options: Partial<CreateEngineOptions> = {}): Promise<ModelInfo> {
     const merged: CreateEngineOptions = { ...this.options, ...options };
     return this.enqueue(async () => {
       await this.backend.unload().catch(() => undefined);
-      if (this.unloaded && this.inWorker) this.backend = await createBackend(true);
+      if (this.unloaded && this.worker) this.backend = await createBackend(true);
       this.info = await this.backend.load(loadOptions(merged), merged.onProgress);
       this.options = merged;
       this.currentPolicy = merged.policy ?? { name: 'full' };
@@ -387,8 +387,9 @@ class EngineHandle implements KvscopeEngine {
   }
 }
 
+// Both imported on demand: the page's main thread never loads the engine itself.
 async function createBackend(worker: boolean): Promise<EngineBackend> {
-  if (!worker) return new LocalBackend();
+  if (!worker) return new (await import('./backend')).LocalBackend();
   if (!workersAvailable()) throw new InvalidArgumentError('worker: true needs Web Workers (a browser); in Node use worker: false.');
   const [{ WorkerBackend }, { spawnEngineWorker }] = await Promise.all([import('./worker-backend'), import('./worker-spawn')]);
   return new WorkerBackend(spawnEngineWorker());
@@ -409,7 +410,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Kvscop
   const backend = await createBackend(worker);
   try {
     const info = await backend.load(loadOptions(options), options.onProgress);
-    return new EngineHandle(backend, info, options);
+    return new EngineHandle(backend, info, options, worker);
   } catch (e) {
     if (worker) (backend as { terminate?: () => void }).terminate?.();
     throw e;

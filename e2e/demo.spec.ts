@@ -1,0 +1,130 @@
+import { chromium, expect, test, type Page } from '@playwright/test';
+import { CHROMIUM_BASE_ARGS, CHROMIUM_PATH } from './chromium';
+import { ensureTinyChatModel } from './pages/fixture-model';
+
+// The chat demo (index.html + src/ui) in Chromium with WebGPU on SwiftShader. Until the
+// bundled model is trained and exported, the page loads a random-weight model through its
+// URL field: the answer is nonsense, but loading, streaming and the worker are real.
+
+let modelPath = '';
+test.beforeAll(async () => {
+  modelPath = (await ensureTinyChatModel()).urlPath;
+});
+
+/** Records long tasks (> 50 ms) on the page's main thread from now on. */
+async function watchLongTasks(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { longTasks: number[] };
+    w.longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) w.longTasks.push(e.duration);
+    }).observe({ type: 'longtask', buffered: false });
+  });
+}
+
+async function longestTask(page: Page): Promise<number> {
+  return page.evaluate(() => Math.max(0, ...(window as unknown as { longTasks: number[] }).longTasks));
+}
+
+async function loadModel(page: Page, url: string): Promise<void> {
+  await page.selectOption('#model-choice', 'url');
+  await page.fill('#model-url', url);
+  await page.click('#load');
+}
+
+test('load a model (progress seen), chat with streamed answers, metrics shown, main thread stays responsive', async ({ page }, testInfo) => {
+  await page.goto('/');
+  await expect(page.locator('#webgpu-missing')).toBeHidden();
+  await watchLongTasks(page);
+
+  // Progress: the bar shows bytes while the weights download, then the upload.
+  const progressTexts: string[] = [];
+  await page.exposeFunction('recordProgress', (t: string) => progressTexts.push(t));
+  await page.evaluate(() => {
+    const el = document.getElementById('progress-text')!;
+    new MutationObserver(() => (window as unknown as { recordProgress: (t: string) => void }).recordProgress(el.textContent ?? '')).observe(el, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+  await loadModel(page, modelPath);
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready', { timeout: 120_000 });
+  await expect(page.locator('#model-status')).toContainText('Loaded');
+  await expect(page.locator('#model-status')).toContainText('3 layers');
+  expect(progressTexts.some((t) => /\d.* \/ .*\d/.test(t))).toBe(true); // "x KiB / y KiB"
+  expect(progressTexts.at(-1)).toContain('Uploaded');
+  await expect(page.locator('#policy option')).not.toHaveCount(0);
+  await page.screenshot({ path: testInfo.outputPath('demo-loaded.png'), fullPage: true });
+
+  // Streaming: the answer grows over several DOM updates before the turn ends.
+  await page.evaluate(() => {
+    const w = window as unknown as { answerUpdates: number };
+    w.answerUpdates = 0;
+    new MutationObserver(() => w.answerUpdates++).observe(document.getElementById('messages')!, { childList: true, characterData: true, subtree: true });
+  });
+  await page.fill('#max-tokens', '24');
+  await page.fill('#prompt', 'The grass is green; the sky is blue. What colour is the sky?');
+  await page.click('#send');
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'generating');
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready', { timeout: 120_000 });
+  const answer = page.locator('.msg.assistant .body').last();
+  await expect(page.locator('.msg.assistant .meta').last()).toContainText('finish:');
+  const streamedUpdates = await page.evaluate(() => (window as unknown as { answerUpdates: number }).answerUpdates);
+  const text = (await answer.textContent()) ?? '';
+  const meta = (await page.locator('.msg.assistant .meta').last().textContent()) ?? '';
+  const tokens = Number(/(\d+) tokens at/.exec(meta)?.[1] ?? 0);
+  expect(tokens).toBeGreaterThan(0);
+  // More than one token -> more than one update of the answer (plus the two bubbles and the meta line).
+  if (tokens > 2 && text.length > 0) expect(streamedUpdates).toBeGreaterThan(4);
+  await expect(page.locator('#m-decode')).toContainText('tok/s');
+  await expect(page.locator('#m-kv')).toContainText('/');
+
+  // A second turn reuses the cached conversation.
+  await page.fill('#prompt', 'And the grass?');
+  await page.click('#send');
+  await expect(page.locator('.msg.assistant .meta').nth(1)).toContainText('finish:', { timeout: 120_000 });
+  await expect(page.locator('#m-prefill')).toContainText(/[1-9]\d* reused/);
+  await page.screenshot({ path: testInfo.outputPath('demo-chat.png'), fullPage: true });
+
+  const longest = await longestTask(page);
+  testInfo.annotations.push({ type: 'longest main-thread task (ms)', description: longest.toFixed(0) });
+  console.log(`longest main-thread long task: ${longest.toFixed(0)} ms`);
+  expect(longest).toBeLessThanOrEqual(200);
+});
+
+test('a bad model URL shows the error and the page stays usable', async ({ page }, testInfo) => {
+  await page.goto('/');
+  await loadModel(page, '/no/such/model/');
+  // A static server answers 404 (bad-model-url); Vite's dev server answers its index.html instead (bad-config).
+  await expect(page.locator('#model-status')).toContainText(/ModelLoadError \((bad-model-url|bad-config)\)/, { timeout: 60_000 });
+  await expect(page.locator('#model-status')).toHaveClass(/error/);
+  await expect(page.locator('#load')).toBeEnabled();
+  await page.screenshot({ path: testInfo.outputPath('demo-bad-url.png'), fullPage: true });
+  // The same page then loads a good model and answers.
+  await loadModel(page, modelPath);
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready', { timeout: 120_000 });
+  await page.fill('#max-tokens', '4');
+  await page.fill('#prompt', 'Hello');
+  await page.click('#send');
+  await expect(page.locator('.msg.assistant .meta').last()).toContainText('finish:', { timeout: 120_000 });
+});
+
+test('a browser without WebGPU gets a clear message instead of the loader', async ({ baseURL }) => {
+  // Without the SwiftShader flags there is no adapter here; an insecure origin has no navigator.gpu at all.
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: [...CHROMIUM_BASE_ARGS, '--disable-gpu'] });
+  try {
+    const page = await browser.newPage();
+    const insecure = 'http://kvscope.invalid';
+    await page.route(`${insecure}/**`, async (route) => {
+      const url = new URL(route.request().url());
+      await route.fulfill({ response: await route.fetch({ url: `${baseURL}${url.pathname}${url.search}` }) });
+    });
+    await page.goto(`${insecure}/`);
+    await expect(page.locator('#webgpu-missing')).toBeVisible();
+    await expect(page.locator('#webgpu-missing')).toContainText('does not expose WebGPU');
+    await expect(page.locator('#load')).toBeDisabled();
+  } finally {
+    await browser.close();
+  }
+});
