@@ -7,7 +7,8 @@
 //   writes (m, l, acc[hd]) to `part`.
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
 // Entries are visible by position, not by slot, so the same kernel serves compacted caches.
-struct Params { nH: u32, nKV: u32, hd: u32, capacity: u32, layerBase: u32, scale: f32 };
+// scoreBase: where this layer's scores start in `scores` (layers sharing one cache write side by side).
+struct Params { nH: u32, nKV: u32, hd: u32, capacity: u32, layerBase: u32, scale: f32, scoreBase: u32, pad: u32 };
 const WG: u32 = 64u;
 const NEG: f32 = -1.0e30;
 
@@ -44,8 +45,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
 #if SCORES
   if (lid.x == 0u) {
-    ml[(r * p.nH + h) * 2u] = m;
-    ml[(r * p.nH + h) * 2u + 1u] = l;
+    ml[p.scoreBase / p.capacity * 2u + (r * p.nH + h) * 2u] = m;
+    ml[p.scoreBase / p.capacity * 2u + (r * p.nH + h) * 2u + 1u] = l;
   }
 #endif
 }
@@ -94,7 +95,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     sc[lid.x] = s;
 #if SCORES
-    if (j < end) { scores[(r * p.nH + h) * p.capacity + j] = s; }
+    if (j < end) { scores[p.scoreBase + (r * p.nH + h) * p.capacity + j] = s; }
 #endif
     workgroupBarrier();
     var tmax = NEG;

@@ -2,8 +2,9 @@
 // snippets (its statistic update and its score); selection and compaction are common.
 //
 // MASS    (grid: ceil(capacity/64) x nKV): per live entry, the attention mass it received this
-//         step (softmax probability, averaged over the KV group's query heads, summed over the
-//         step's query rows, or the last `massRows` rows), then the policy's statistic update.
+//         step (softmax probability, averaged over the query heads of the KV group in every
+//         layer that reads this cache (`readers`, KVSharer), summed over the step's query
+//         rows, or the last `massRows` rows), then the policy's statistic update.
 // SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with the
 //         policy's score, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
 //         keeps the `budget` best: threshold by a 32-step bitwise search on order-preserving
@@ -17,7 +18,8 @@
 struct Params {
   nH: u32, nKV: u32, hd: u32, capacity: u32,
   layerBase: u32, budget: u32, sinks: u32, window: u32,
-  seed: u32, layer: u32, massRows: u32, pad1: u32,
+  seed: u32, layer: u32, massRows: u32, readers: u32,
+  stride: u32, pad0: u32, pad1: u32, pad2: u32,
 };
 const NONE: u32 = 0xffffffffu;
 const NEG: f32 = -1.0e30;
@@ -42,17 +44,21 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   var mass = 0.0;
   // Only the last `massRows` query rows count (0 = all rows).
   let r0 = select(0u, step.rows - min(p.massRows, step.rows), p.massRows > 0u);
-  for (var r = r0; r < step.rows; r++) {
-    for (var q = 0u; q < group; q++) {
-      let h = kv * group + q;
-      let s = scores[(r * p.nH + h) * p.capacity + j];
-      if (s > -1.0e29) {
-        let o = (r * p.nH + h) * 2u;
-        mass += exp(s - ml[o]) / ml[o + 1u];
+  // Reader k's scores start at row k * stride (stride = max rows x heads).
+  let stride = p.stride;
+  for (var k = 0u; k < max(p.readers, 1u); k++) {
+    for (var r = r0; r < step.rows; r++) {
+      for (var q = 0u; q < group; q++) {
+        let h = kv * group + q;
+        let s = scores[(k * stride + r * p.nH + h) * p.capacity + j];
+        if (s > -1.0e29) {
+          let o = (k * stride + r * p.nH + h) * 2u;
+          mass += exp(s - ml[o]) / ml[o + 1u];
+        }
       }
     }
   }
-  mass = mass / f32(group);
+  mass = mass / f32(group * max(p.readers, 1u));
   let i = (kv * p.capacity + j) * 2u;
   let pos = posc[kv * p.capacity + j];
   let isNew = j >= len0;

@@ -3,6 +3,7 @@
 // qkv row layout: [q heads (nH*hd) | k heads (nKV*hd) | v heads (nKV*hd)].
 // Cache layout per layer: K, V as [nKV, capacity, hd]; positions as [nKV, capacity].
 // Lengths live in `lens[layerBase + h]` and are advanced by the commit kernel after the step.
+// Q_ONLY (a layer that reads another layer's cache): rotates the queries and writes no cache.
 struct Params { nH: u32, nKV: u32, hd: u32, capacity: u32, layerBase: u32 };
 @group(0) @binding(0) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> cosT: array<f32>;
@@ -22,7 +23,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let width = (p.nH + 2u * p.nKV) * p.hd;
   let row = r * width;
   // Rotate q and k heads: one thread per (head, i < hd/2).
+#if Q_ONLY
+  let pairs = p.nH * halfHd;
+#else
   let pairs = (p.nH + p.nKV) * halfHd;
+#endif
   for (var t = lid.x; t < pairs; t += 64u) {
     let head = t / halfHd;
     let i = t % halfHd;
@@ -44,6 +49,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       kc[dst + i + halfHd] = rb;
     }
   }
+#if !Q_ONLY
   // Values and positions.
   let vBase = row + (p.nH + p.nKV) * p.hd;
   for (var t = lid.x; t < p.nKV * p.hd; t += 64u) {
@@ -53,4 +59,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     vc[(h * p.capacity + slot) * p.hd + d] = qkv[vBase + t];
     if (d == 0u) { posc[h * p.capacity + slot] = pos; }
   }
+#endif
 }

@@ -15,6 +15,7 @@ import { validateSamplingParams, type SamplingParams } from './ops/sample';
 import { StopMatcher } from './stop';
 import { resolvePolicy, type ResolvedPolicy } from '../kv/policies/registry';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
+import { resolveSharing, type SharingMap } from '../kv/sharing';
 
 export interface LoadProgress {
   stage: 'download' | 'upload';
@@ -32,6 +33,8 @@ export interface EngineOptions {
   prefillChunk?: number;
   /** KV cache policy (default: `{ name: 'full' }`). */
   policy?: PolicySpec;
+  /** KVSharer layer sharing: a calibrated map (see `calibrateSharing`) or `{ layer: sourceLayer }`. */
+  sharing?: SharingMap | Record<string, number>;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: (p: LoadProgress) => void;
@@ -105,12 +108,15 @@ export class Engine {
   private busy = false;
   private policy: ResolvedPolicy;
   private pendingPolicy: ResolvedPolicy | undefined;
+  private source: Int32Array;
+  private pendingSource: Int32Array | undefined;
   private snapshotListeners: { cb: (s: CacheSnapshot) => void; opts: Required<SnapshotOptions> }[] = [];
   lastStats: GenerationStats | undefined;
 
-  private constructor(gpu: Gpu, private ownsGpu: boolean, loaded: LoadedModel, model: GpuModel, prefillChunk: number, policy: ResolvedPolicy) {
+  private constructor(gpu: Gpu, private ownsGpu: boolean, loaded: LoadedModel, model: GpuModel, prefillChunk: number, policy: ResolvedPolicy, source: Int32Array) {
     this.gpu = gpu;
     this.policy = policy;
+    this.source = source;
     this.config = loaded.config;
     this.model = model;
     this.prefillChunk = prefillChunk;
@@ -138,9 +144,10 @@ export class Engine {
     }
     const rows = Math.min(chunk, ctx);
     const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads });
+    const source = resolveSharing(options.sharing, cfg);
     let model: GpuModel;
     try {
-      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy });
+      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy }, source);
     } catch (e) {
       if (!options.gpu) gpu.destroy();
       throw e;
@@ -148,7 +155,7 @@ export class Engine {
     await gpu.device.queue.onSubmittedWorkDone();
     const total = gpu.bytes('weights');
     options.onProgress?.({ stage: 'upload', loaded: total, total, fraction: 1 });
-    return new Engine(gpu, !options.gpu, loaded, model, rows, policy);
+    return new Engine(gpu, !options.gpu, loaded, model, rows, policy, source);
   }
 
   /** Tokens currently in the cache. */
@@ -178,12 +185,28 @@ export class Engine {
     this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads });
   }
 
-  /** Installs a policy chosen with setPolicy: a new, empty cache. */
+  /**
+   * Chooses a KVSharer layer-sharing map (or none, with undefined) for the next call; like
+   * setPolicy, the cache is rebuilt and the conversation prefilled again.
+   */
+  setSharing(sharing: SharingMap | Record<string, number> | undefined): void {
+    if (this.busy) throw new InvalidArgumentError('setSharing cannot run while generating; it applies from the next call.');
+    this.pendingSource = resolveSharing(sharing, this.config);
+  }
+
+  /** The layer whose cache each layer reads. */
+  get cacheSource(): Int32Array {
+    return this.pendingSource ?? this.source;
+  }
+
+  /** Installs a policy or sharing map chosen with setPolicy/setSharing: a new, empty cache. */
   private applyPendingPolicy(): void {
-    if (!this.pendingPolicy) return;
-    this.model.installCache(this.pendingPolicy);
-    this.policy = this.pendingPolicy;
+    if (!this.pendingPolicy && !this.pendingSource) return;
+    this.policy = this.pendingPolicy ?? this.policy;
+    this.source = this.pendingSource ?? this.source;
+    this.model.installCache(this.policy, this.source);
     this.pendingPolicy = undefined;
+    this.pendingSource = undefined;
     this.cached = [];
   }
 

@@ -96,7 +96,7 @@ export class GpuModel {
   private weightTensors: WeightTensor[] = [];
   private destroyed = false;
 
-  constructor(gpu: Gpu, config: ModelConfig, weights: WeightSet, opts: GpuModelOptions) {
+  constructor(gpu: Gpu, config: ModelConfig, weights: WeightSet, opts: GpuModelOptions, source?: Int32Array) {
     this.gpu = gpu;
     gpu.beginOwner(this);
     try {
@@ -190,11 +190,14 @@ export class GpuModel {
       throw e;
     }
     gpu.endOwner();
-    this.installCache(opts.policy);
+    this.installCache(opts.policy, source);
   }
 
-  /** (Re)allocates the KV cache for a policy and rebuilds the ops that read it. The cache starts empty. */
-  installCache(policy: ResolvedPolicy): void {
+  /**
+   * (Re)allocates the KV cache for a policy (and a layer-sharing table: the layer whose cache
+   * each layer reads) and rebuilds the ops that read it. The cache starts empty.
+   */
+  installCache(policy: ResolvedPolicy, source?: Int32Array): void {
     const c = this.config;
     const old = this.cache;
     const shape = { nH: c.numHeads, nKV: c.numKvHeads, hd: c.headDim };
@@ -206,12 +209,14 @@ export class GpuModel {
         { numLayers: c.numLayers, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, maxRows: this.maxRows, context: this.capacity },
         policy,
         this.step,
+        source,
       );
       const kv = cache.current;
       const b = this.buffers;
-      this.cacheOps = kv.layers.map((lc) => ({
-        rope: ropeAppendOp(this.gpu, b.qkv, b.cos, b.sin, lc, kv.lens, shape, this.step),
-        attn: attentionOps(this.gpu, b.qkv, lc, kv.lens, b.part, b.attnOut, shape, this.step, kv.mass),
+      this.cacheOps = kv.layers.map((lc, l) => ({
+        rope: ropeAppendOp(this.gpu, b.qkv, b.cos, b.sin, lc, kv.lens, shape, this.step, kv.source[l] !== l),
+        attn: attentionOps(this.gpu, b.qkv, lc, kv.lens, b.part, b.attnOut, shape, this.step,
+          kv.mass && { ...kv.mass, scoreBase: kv.readerIndex[l]! * kv.readerStride * lc.capacity }),
       }));
       this.commit = kvCommitOp(this.gpu, kv.lens, kv.acct, c.numLayers * c.numKvHeads, this.step);
     } catch (e) {

@@ -44,16 +44,35 @@ export class KvCache {
   /** LagKV-style partition compression: per-layer params, the scoring ops, and the CPU-tracked layout. */
   private dynamic: { lag: number; keep: number; sinks: number; params: GPUBuffer[]; score: Op[]; live: number; compressedEnd: number } | undefined;
 
-  constructor(gpu: Gpu, shape: CacheShape, policy: ResolvedPolicy, step: StepBuffer) {
+  /** The layer whose cache each layer reads (itself when not shared). */
+  readonly source: Int32Array;
+  /** For each layer, its index among the layers reading the same cache (for the mass pass). */
+  readonly readerIndex: number[];
+  /** Scores of one reader occupy maxRows x nH x capacity floats. */
+  readonly readerStride: number;
+
+  constructor(gpu: Gpu, shape: CacheShape, policy: ResolvedPolicy, step: StepBuffer, source?: Int32Array) {
     this.gpu = gpu;
     this.shape = shape;
     this.policy = policy;
     const { numLayers: L, numKvHeads: nKV, headDim: hd, numHeads: nH } = shape;
+    this.source = source ?? Int32Array.from({ length: L }, (_, l) => l);
+    const readers: number[][] = Array.from({ length: L }, () => []);
+    for (let l = 0; l < L; l++) readers[this.source[l]!]!.push(l);
+    this.readerIndex = Array.from({ length: L }, (_, l) => readers[this.source[l]!]!.indexOf(l));
+    const maxReaders = Math.max(...readers.map((r) => r.length));
+    this.readerStride = shape.maxRows * nH;
     this.lens = gpu.storage(L * nKV * 4, 'kv.lengths', 'kv');
     this.acct = gpu.storage(L * nKV * 8, 'kv.footprint', 'kv');
     const capMax = Math.max(...policy.capacity);
     for (let l = 0; l < L; l++) {
       const cap = policy.capacity[l]!;
+      const src = this.source[l]!;
+      if (src !== l) {
+        // Shared: the same buffers and lengths as its source (allocated earlier, src < l).
+        this.layers.push(this.layers[src]!);
+        continue;
+      }
       this.layers.push({
         k: gpu.storage(nKV * cap * hd * 4, `layer${l}.k`, 'kv'),
         v: gpu.storage(nKV * cap * hd * 4, `layer${l}.v`, 'kv'),
@@ -67,8 +86,8 @@ export class KvCache {
     this.every = p.every(policy.params);
     if (p.needsAttention) {
       this.mass = {
-        scores: gpu.storage(shape.maxRows * nH * capMax * 4, 'kv.scores', 'kv-scratch'),
-        ml: gpu.storage(shape.maxRows * nH * 8, 'kv.softmax', 'kv-scratch'),
+        scores: gpu.storage(maxReaders * shape.maxRows * nH * capMax * 4, 'kv.scores', 'kv-scratch'),
+        ml: gpu.storage(maxReaders * shape.maxRows * nH * 8, 'kv.softmax', 'kv-scratch'),
       };
     }
     if (!policy.budgets) return;
@@ -87,20 +106,24 @@ export class KvCache {
     const dyn = p.dynamic?.(policy.params);
     if (dyn) this.dynamic = { ...dyn, params: [], score: [], live: 0, compressedEnd: dyn.sinks };
     for (let l = 0; l < L; l++) {
+      if (this.source[l] !== l) {
+        this.actOps.push([]);
+        continue;
+      }
       const c = this.layers[l]!;
       const params = gpu.uniform(
-        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, p.massRows?.(policy.params) ?? 0, 0]),
+        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, p.massRows?.(policy.params) ?? 0, readers[l]!.length, this.readerStride, 0, 0, 0]),
         `kv.policy.params.${l}`,
       );
       const groups = Math.ceil(c.capacity / 64);
       if (this.dynamic) {
-        this.dynamic.params.push(params);
-        this.dynamic.score.push(gpu.op(kernelSource(policySrc, { LAGKV: true, LAG: this.dynamic.lag }), [c.k, c.v, c.stats, params], [nKV], 'kv.lagkv'));
+        this.dynamic.params[l] = params;
+        this.dynamic.score[l] = (gpu.op(kernelSource(policySrc, { LAGKV: true, LAG: this.dynamic.lag }), [c.k, c.v, c.stats, params], [nKV], 'kv.lagkv'));
       }
       if (this.mass) {
-        this.massOps.push(
-          gpu.op(kernelSource(policySrc, { ...defines, MASS: true }), [this.mass.scores, this.mass.ml, c.stats, c.pos, this.lens, params, step.buffer], [groups, nKV], 'kv.mass'),
-        );
+        // Runs after the last layer reading this cache, combining every reader's attention.
+        const last = readers[l]![readers[l]!.length - 1]!;
+        this.massOps[last] = gpu.op(kernelSource(policySrc, { ...defines, MASS: true }), [this.mass.scores, this.mass.ml, c.stats, c.pos, this.lens, params, step.buffer], [groups, nKV], 'kv.mass');
       }
       this.actOps.push([
         gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [policy.adakv ? 1 : nKV], 'kv.select'),
@@ -141,7 +164,8 @@ export class KvCache {
     const ops: Op[] = [];
     for (let l = 0; l < L; l++) {
       const c = this.layers[l]!;
-      this.gpu.write(d.params[l]!, new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, budget, d.compressedEnd, after, 0, l, 0, 0]));
+      if (this.source[l] !== l) continue;
+      this.gpu.write(d.params[l]!, new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, budget, d.compressedEnd, after, 0, l, 0, 1, this.readerStride, 0, 0, 0]));
       ops.push(d.score[l]!, ...this.actOps[l]!);
     }
     d.live = budget;
@@ -176,7 +200,9 @@ export class KvCache {
 
   bytesAllocated(): number {
     let s = this.lens.size + this.acct.size;
-    for (const c of this.layers) s += c.k.size + c.v.size + c.pos.size + c.stats.size;
+    this.layers.forEach((c, l) => {
+      if (this.source[l] === l) s += c.k.size + c.v.size + c.pos.size + c.stats.size;
+    });
     return s;
   }
 
@@ -186,6 +212,9 @@ export class KvCache {
     const [lensBuf, acctBuf] = await Promise.all([this.gpu.read(this.lens, L * nKV * 4), this.gpu.read(this.acct, L * nKV * 8)]);
     const live = new Uint32Array(lensBuf);
     const acct = new Uint32Array(acctBuf);
+    // A shared layer holds nothing of its own: it shows its source's entries, and adds no
+    // bytes or footprint (the footprint counts entries stored, over all layers).
+    for (let l = 0; l < L; l++) for (let h = 0; h < nKV; h++) live[l * nKV + h] = live[this.source[l]! * nKV + h]!;
     const capacity = new Uint32Array(L * nKV);
     let inUse = 0;
     let footSum = 0;
@@ -194,6 +223,7 @@ export class KvCache {
       for (let h = 0; h < nKV; h++) {
         const i = l * nKV + h;
         capacity[i] = this.layers[l]!.capacity;
+        if (this.source[l] !== l) continue;
         inUse += live[i]! * (2 * hd * 4 + 4 + (this.policy.budgets ? 8 : 0));
         footSum += acct[2 * i]!;
         peak = Math.max(peak, acct[2 * i + 1]!);
@@ -206,7 +236,7 @@ export class KvCache {
       policy: this.policy.spec,
       live,
       capacity,
-      cacheSource: Int32Array.from({ length: L }, (_, l) => l),
+      cacheSource: Int32Array.from(this.source),
       kvBytesAllocated: this.bytesAllocated(),
       kvBytesInUse: inUse,
       footprint: this.fullFootprint > 0 ? footSum / (L * nKV) / this.fullFootprint : 0,

@@ -25,8 +25,12 @@ export class ReferenceModel {
   /** Called with each query head's attention probabilities over its KV head's entries (in cache order). */
   onAttention?: (layer: number, qHead: number, kvHead: number, probs: Float32Array) => void;
 
-  constructor(config: ModelConfig, weights: F32Weights, maxPositions = config.contextLength) {
+  /** Layer -> the layer whose cache it reads (KVSharer); a shared layer appends nothing. */
+  readonly source: Int32Array;
+
+  constructor(config: ModelConfig, weights: F32Weights, maxPositions = config.contextLength, source?: Int32Array) {
     this.config = config;
+    this.source = source ?? Int32Array.from({ length: config.numLayers }, (_, l) => l);
     this.w = weights;
     const t = ropeTables(ropeInvFreq(config), maxPositions);
     this.cos = t.cos;
@@ -88,8 +92,9 @@ export class ReferenceModel {
       const k = matvec(this.get(p + 'self_attn.k_proj.weight'), xn, nKV * hd, H, bias('k'));
       const v = matvec(this.get(p + 'self_attn.v_proj.weight'), xn, nKV * hd, H, bias('v'));
       for (let h = 0; h < nH; h++) applyRope(q, h * hd, hd, pos, this.cos, this.sin);
-      const cache = this.caches[l]!;
-      for (let h = 0; h < nKV; h++) {
+      const shared = this.source[l] !== l;
+      const cache = this.caches[this.source[l]!]!;
+      for (let h = 0; h < nKV && !shared; h++) {
         applyRope(k, h * hd, hd, pos, this.cos, this.sin);
         cache.keys[h]!.push(k.slice(h * hd, (h + 1) * hd));
         cache.values[h]!.push(v.slice(h * hd, (h + 1) * hd));

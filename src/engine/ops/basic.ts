@@ -87,9 +87,10 @@ export interface AttentionShape {
   hd: number;
 }
 
-export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, shape: AttentionShape, step: StepBuffer): RowOp {
+/** With `queriesOnly` (a layer reading another layer's cache) only the queries are rotated and nothing is stored. */
+export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, shape: AttentionShape, step: StepBuffer, queriesOnly = false): RowOp {
   const params = gpu.uniform(u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase]), 'rope.params');
-  const op = gpu.op(kernelSource(ropeSrc), [qkv, cos, sin, cache.k, cache.v, cache.pos, lens, params, step.buffer], [1], 'rope_append');
+  const op = gpu.op(kernelSource(ropeSrc, { Q_ONLY: queriesOnly }), [qkv, cos, sin, cache.k, cache.v, cache.pos, lens, params, step.buffer], [1], 'rope_append');
   return (rows) => ({ ...op, workgroups: [rows] });
 }
 
@@ -98,10 +99,10 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
  */
-export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer }): (rows: number, splits: number) => Op[] {
+export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer; scoreBase?: number }): (rows: number, splits: number) => Op[] {
   if (shape.hd > 256) throw new Error(`attention supports head_dim <= 256, got ${shape.hd}`);
   const params = gpu.uniform(
-    u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }]),
+    u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }, mass?.scoreBase ?? 0, 0]),
     'attention.params',
   );
   const scores = !!mass;
