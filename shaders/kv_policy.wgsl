@@ -402,3 +402,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
 }
 #endif
+
+#if KVMEAN
+// KVSharer calibration: adds, per channel of every KV head, the sum over this layer's live
+// entries of the keys (after RoPE) and of the values: sums = [K (nKV * hd) | V (nKV * hd)].
+@group(0) @binding(0) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> vc: array<f32>;
+@group(0) @binding(2) var<storage, read> lens: array<u32>;
+@group(0) @binding(3) var<storage, read_write> sums: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let c = g.x;
+  if (c >= p.nKV * p.hd) { return; }
+  let kv = c / p.hd;
+  let d = c % p.hd;
+  let n = lens[p.layerBase + kv];
+  var sk = 0.0;
+  var sv = 0.0;
+  for (var j = 0u; j < n; j++) {
+    let o = (kv * p.capacity + j) * p.hd + d;
+    sk += kc[o];
+    sv += vc[o];
+  }
+  sums[c] += sk;
+  sums[p.nKV * p.hd + c] += sv;
+}
+#endif

@@ -27,3 +27,7 @@ export { registerPolicy, listPolicies, getPolicy } from './kv/policies/registry'
 export type { CachePolicy, ParamSpec, ParamValues, PolicyContext } from './kv/policy';
 export type { PolicySpec, CacheSnapshot } from './kv/types';
 export type { SnapshotOptions } from './engine/engine';
+export { calibrateSharing, greedySharingSearch, saveSharingMap } from './kv/calibrate';
+export type { CalibrationOptions, SharingOrder } from './kv/calibrate';
+export { resolveSharing, loadSharingMap } from './kv/sharing';
+export type { SharingMap } from './kv/sharing';

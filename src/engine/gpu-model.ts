@@ -82,6 +82,8 @@ export class GpuModel {
   readonly tokens: GPUBuffer;
   readonly logits: GPUBuffer;
   readonly sampled: GPUBuffer;
+  /** The last row's final hidden state (after the final norm), input of the LM head. */
+  finalHidden!: GPUBuffer;
   private layers: LayerOps[] = [];
   /** Per-layer ops that read the cache; rebuilt when the policy changes. */
   private cacheOps: { rope: RowOp; attn: (rows: number, splits: number) => Op[] }[] = [];
@@ -120,6 +122,7 @@ export class GpuModel {
     const act = f32(R * I, 'act');
     const part = f32(R * c.numHeads * MAX_SPLITS * (hd + 2), 'attn.partials');
     const xLast = f32(H, 'x.last');
+    this.finalHidden = xLast;
     this.logits = f32(c.vocabSize, 'logits');
     this.tokens = gpu.storage(R * 4, 'tokens', 'activations');
     this.sampled = gpu.storage(16, 'sampled', 'activations');

@@ -50,3 +50,14 @@ export function resolveSharing(sharing: SharingMap | Record<string, number> | un
   }
   return src;
 }
+
+/** Reads `kv-sharing.json` from a model directory (URL or, in Node, a path). */
+export async function loadSharingMap(location: string | URL, file = 'kv-sharing.json'): Promise<SharingMap> {
+  const { openModelSource } = await import('../model/source');
+  const bytes = await openModelSource(location).read(file);
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as SharingMap;
+  } catch (cause) {
+    throw new InvalidArgumentError(`${file} in ${String(location)} is not valid JSON (${(cause as Error).message}).`);
+  }
+}
