@@ -51,11 +51,11 @@ export interface GemmOp {
 export type MatvecSchedule = 'rows' | 'coop';
 
 const BYTES_PER: Record<WeightDType, number> = { f32: 4, f16: 2, bf16: 2 };
-const MATVEC_ROWS_WG = Number(process.env.MVWG ?? 64);
+const MATVEC_ROWS_WG = 64;
 const MATVEC_COOP_WG = 64;
-const ROWS_PER_INVOCATION = Number(process.env.MVR ?? 4);
-const GEMM_TILE_N = 64;
-const GEMM_TILE_M = 16;
+const ROWS_PER_INVOCATION = 4;
+const GEMM_TILE_N = 128;
+const GEMM_TILE_M = 32;
 const COPY_WG = 64;
 const COPY_PER = 16;
 
@@ -163,10 +163,10 @@ export function matvecOpWith(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuff
   const { defines } = variant(w, xOff, 0, opts);
   const coop = schedule === 'coop';
   const wg = coop ? MATVEC_COOP_WG : MATVEC_ROWS_WG;
-  const code = preprocessWgsl(matvecSrc, { ...defines, WG: wg, COOP: coop, R: ROWS_PER_INVOCATION });
+  const code = preprocessWgsl(matvecSrc, { ...defines, WG: wg, COOP: coop });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 0]), `${w.buffer.label}.matvec.params`);
   const quads = Math.ceil(w.rows / ROWS_PER_INVOCATION);
-  const groups = coop ? quads : Math.ceil(w.rows / ROWS_PER_INVOCATION / wg);
+  const groups = coop ? quads : Math.ceil(quads / wg);
   return gpu.op(code, resources(w, params, x, y, opts), gpu.grid(groups), `matvec ${w.buffer.label}`);
 }
 
