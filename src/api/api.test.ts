@@ -169,6 +169,15 @@ describe('createEngine (in-thread)', () => {
     expect(engine.policy).toEqual({ name: 'full' });
     await expect(engine.setPolicy('no-such-policy', { budget: 8 })).rejects.toBeInstanceOf(KvscopeError);
     expect(engine.policy).toEqual({ name: 'full' });
+    if (policies.some((p) => p.name === 'streaming')) {
+      // The cache manager is present: a small StreamingLLM budget holds fewer bytes than a full cache.
+      await engine.setPolicy('streaming', { budget: 16, sinks: 4 });
+      const r = await engine.chat.completions.create({ messages: ask('The quick brown fox jumps over the lazy dog. A cache keeps keys and values.'), max_tokens: 8 });
+      expect(r.usage.extra.policy).toMatchObject({ name: 'streaming', budget: 16 });
+      expect(r.usage.extra.kv_bytes_in_use).toBeLessThan(r.usage.extra.kv_bytes_full);
+      expect(r.usage.extra.kv_footprint).toBeLessThan(1);
+      await engine.setPolicy('full');
+    }
   });
 });
 
@@ -271,9 +280,10 @@ describe('worker protocol (WorkerHost <-> WorkerBackend over a MessageChannel)',
     expect(s.live.length).toBe(4); // the engine's own arrays are untouched
   });
 
-  it('without the cache manager, only the full policy is listed and LocalBackend refuses others', async () => {
-    const names = (await listAvailablePolicies()).map((p) => p.name);
-    expect(names).toContain('full');
+  it('the policy listing comes from the registry (full always, without a budget); an unloaded backend refuses setPolicy', async () => {
+    const list = await listAvailablePolicies();
+    expect(list.find((p) => p.name === 'full')).toMatchObject({ usesBudget: false });
+    for (const p of list) expect(structuredClone(p)).toEqual(p); // plain data: posts to the page as is
     const b = new LocalBackend();
     await expect(b.setPolicy({ name: 'full' })).rejects.toMatchObject({ code: 'engine-not-loaded' });
   });

@@ -47,7 +47,9 @@ export interface KvscopeEngine {
   interrupt(): Promise<void>;
   /**
    * Sets the cache policy for the next request (it waits for the running and queued ones).
-   * Entries already evicted stay evicted; the new policy acts on what the cache holds now.
+   * At that request the cache is re-allocated for the new policy and the whole conversation
+   * is prefilled again under it: entries the old policy evicted are recomputed from their
+   * tokens, not restored, so the answer is what the new policy alone would give.
    */
   setPolicy(name: string, params?: PolicyParams): Promise<void>;
   setPolicy(spec: PolicySpec): Promise<void>;

@@ -8,11 +8,12 @@ import type { PolicyInfo, PolicyParamInfo } from './types';
 export const FULL_POLICY: PolicyInfo = {
   name: 'full',
   description: 'Keeps every key and value (no eviction): the reference every other policy is compared with.',
+  usesBudget: false,
   params: [],
 };
 
 interface RegistryModule {
-  listPolicies?: () => { name: string; description?: string; params?: unknown[] }[];
+  listPolicies?: () => { name: string; description?: string; usesBudget?: boolean; params?: unknown[] }[];
 }
 
 const registryLoaders = import.meta.glob<RegistryModule>('../kv/policies/registry.ts');
@@ -44,6 +45,7 @@ export async function listAvailablePolicies(): Promise<PolicyInfo[]> {
   return mod.listPolicies().map((p) => ({
     name: p.name,
     description: p.description ?? '',
+    usesBudget: p.usesBudget ?? p.name !== 'full',
     params: (p.params ?? []).map(paramInfo).filter((x): x is PolicyParamInfo => x !== null),
   }));
 }

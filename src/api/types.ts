@@ -74,6 +74,8 @@ export interface PolicyParamInfo {
 export interface PolicyInfo {
   name: string;
   description: string;
+  /** Whether the policy takes a budget (entries kept per layer x KV head); `full` does not. */
+  usesBudget: boolean;
   params: PolicyParamInfo[];
 }
 

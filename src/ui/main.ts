@@ -180,7 +180,7 @@ function paramInput(p: PolicyParamInfo): HTMLElement {
 function renderPolicyParams(): void {
   const info = policies.find((p) => p.name === ui.policy.value);
   ui.policyDescription.textContent = info?.description ?? '';
-  ui.budgetRow.hidden = !info || info.name === 'full';
+  ui.budgetRow.hidden = !info || !info.usesBudget;
   ui.policyParams.replaceChildren(...(info?.params ?? []).filter((p) => p.name !== 'budget').map(paramInput));
 }
 
@@ -196,11 +196,12 @@ async function applyPolicy(): Promise<void> {
     else params[key] = input.value;
   }
   const budget = Number(ui.budget.value);
+  const usesBudget = policies.find((p) => p.name === name)?.usesBudget ?? false;
   try {
     ui.policyStatus.classList.remove('error');
     ui.policyStatus.textContent = `Setting ${name}…`;
-    await engine.setPolicy(name, name === 'full' ? params : { ...params, budget });
-    ui.policyStatus.textContent = `${name}${name === 'full' ? '' : `, budget ${budget}`}: applies from the next turn.`;
+    await engine.setPolicy(name, usesBudget ? { ...params, budget } : params);
+    ui.policyStatus.textContent = `${name}${usesBudget ? `, budget ${budget}` : ''}: applies from the next turn (the conversation is prefilled again under it).`;
   } catch (err) {
     ui.policyStatus.textContent = describeError(err);
     ui.policyStatus.classList.add('error');
