@@ -13,6 +13,8 @@ import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../.
 import matvecSrc from '../../../shaders/matvec.wgsl?raw';
 import gemmSrc from '../../../shaders/gemm.wgsl?raw';
 import copySrc from '../../../shaders/copy.wgsl?raw';
+// q4 hook: MLC group-quantized weights (q4f16_1 / q4f32_1) are handled in quant.ts.
+import { isQ4Weight, q4GemmOp, q4MatvecOp, type Q4WeightTensor } from './quant';
 
 export type WeightDType = 'f32' | 'f16' | 'bf16';
 
@@ -150,7 +152,8 @@ function resources(w: WeightTensor, params: GPUBuffer, x: GPUBuffer, y: GPUBuffe
 }
 
 /** Decode: y[n] (+)= sum_k W[n,k] * x[k] (+ bias[n]);  x: f32[K], y: f32[N]. */
-export function matvecOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions = {}): Op {
+export function matvecOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions = {}): Op {
+  if (isQ4Weight(w)) return q4MatvecOp(gpu, w, x, y, opts); // q4 hook
   return matvecOpWith(gpu, w, x, y, opts, matvecScheduleFor(gpu));
 }
 
@@ -171,7 +174,8 @@ export function matvecOpWith(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuff
 }
 
 /** Prefill: Y[m,n] (+)= sum_k X[m,k] * W[n,k] (+ bias[n]) for m < rows; X: f32[maxRows,K], Y: f32[maxRows,N] row-major. */
-export function gemmOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, maxRows: number, opts: MatmulOptions = {}): GemmOp {
+export function gemmOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer, y: GPUBuffer, maxRows: number, opts: MatmulOptions = {}): GemmOp {
+  if (isQ4Weight(w)) return q4GemmOp(gpu, w, x, y, maxRows, opts); // q4 hook
   if (!Number.isInteger(maxRows) || maxRows < 1) throw new InvalidArgumentError(`maxRows must be a positive integer (got ${maxRows}).`);
   const xOff = offsetOf('xOffset', opts.xOffset);
   const yOff = offsetOf('yOffset', opts.yOffset);
