@@ -324,6 +324,17 @@ describe('weight upload', () => {
     expect(gpu.bytes('weights')).toBe(before); // nothing allocated
     expect(uploadWeight(small, 'f16', 16, 32, new Uint8Array(1024), 'fits').rows).toBe(16);
   });
+  it('uploads from a byte view at an unaligned offset (e.g. inside a safetensors file) unchanged', async () => {
+    const gpu = await testGpu();
+    const vals = [1, -2, 0.5, 3, 0.25, -1, 2, 4];
+    const enc = encode(new Float32Array(vals), 'bf16');
+    const file = new Uint8Array(3 + enc.bytes.length);
+    file.set(enc.bytes, 3);
+    const w = uploadWeight(gpu, 'bf16', 2, 4, file.subarray(3), 'w.view');
+    const y = gpu.storage(8, 'y');
+    gpu.run([matvecOp(gpu, w, gpu.storage(new Float32Array([1, 10, 100, 1000]), 'x'), y)]);
+    expect([...(await gpu.readF32(y, 2))]).toEqual([1 - 20 + 50 + 3000, 0.25 - 10 + 200 + 4000]);
+  });
   it('rejects wrong byte counts and odd 16-bit rows', async () => {
     const gpu = await testGpu();
     expect(() => uploadWeight(gpu, 'bf16', 4, 4, new Uint8Array(30), 'w')).toThrow(expect.objectContaining({ code: 'shape-mismatch' }));
