@@ -106,6 +106,24 @@ test('load a model (progress seen), chat with streamed answers, metrics shown, m
   await expect(page.locator('.msg.assistant .meta').nth(1)).toContainText('finish:', { timeout: 120_000 });
   await expect(page.locator('#m-prefill')).toContainText(/[1-9]\d* reused/);
   await page.screenshot({ path: testInfo.outputPath('demo-chat.png'), fullPage: true });
+  await expect(page.locator('#heatmap')).toHaveAttribute('data-snapshots', /[1-9]/);
+
+  // A small StreamingLLM budget for the next turn: the footprint drops below a full cache.
+  const names = await page.locator('#policy option').allTextContents();
+  if (names.includes('streaming')) {
+    await page.selectOption('#policy', 'streaming');
+    await expect(page.locator('#budget-row')).toBeVisible();
+    await page.fill('#budget', '16');
+    await page.click('#apply-policy');
+    await expect(page.locator('#policy-status')).toContainText('streaming, budget 16');
+    await page.fill('#prompt', 'Numbers: 0 1 2 3 4 5 6 7 8 9. Which number comes after 4?');
+    await page.click('#send');
+    await expect(page.locator('.msg.assistant .meta').nth(2)).toContainText('finish:', { timeout: 120_000 });
+    await expect(page.locator('#m-footprint')).toContainText('policy streaming, budget 16');
+    const footprint = Number(/([\d.]+)%/.exec((await page.locator('#m-footprint').textContent()) ?? '')?.[1]);
+    expect(footprint).toBeLessThan(100);
+    await page.screenshot({ path: testInfo.outputPath('demo-streaming.png'), fullPage: true });
+  }
 
   const longest = await longestTask(page);
   testInfo.annotations.push({ type: 'longest main-thread task (ms)', description: longest.toFixed(0) });

@@ -227,6 +227,10 @@ function addMessage(role: 'user' | 'assistant' | 'error', text: string): { body:
   return { body, meta };
 }
 
+function policyLabel(p: { name: string; budget?: number }): string {
+  return `policy ${p.name}${p.budget ? `, budget ${p.budget}` : ''}`;
+}
+
 function showUsage(u: CompletionUsage): void {
   const x = u.extra;
   ui.m.prefill.textContent = `${x.prefill_tokens_per_s.toFixed(1)} tok/s (${u.prompt_tokens} prompt tokens, ${x.reused_prompt_tokens} reused from the cache)`;
@@ -234,7 +238,7 @@ function showUsage(u: CompletionUsage): void {
   ui.m.tokens.textContent = String(x.cache_tokens);
   ui.m.kv.textContent = `${formatBytes(x.kv_bytes_in_use)} / ${formatBytes(x.kv_bytes_full)}`;
   ui.m.kvAlloc.textContent = formatBytes(x.kv_bytes_allocated);
-  ui.m.footprint.textContent = `${(x.kv_footprint * 100).toFixed(1)}% of a full cache (policy ${x.policy.name}${x.policy.budget ? `, budget ${x.policy.budget}` : ''})`;
+  ui.m.footprint.textContent = `${(x.kv_footprint * 100).toFixed(1)}% of a full cache (${policyLabel(x.policy)})`;
 }
 
 async function send(): Promise<void> {
@@ -297,7 +301,7 @@ function onSnapshot(s: CacheSnapshot): void {
     ui.heatmap.dataset.snapshots = String(snapshotsSeen);
     ui.m.tokens.textContent = String(lastSnapshot.tokens);
     ui.m.kvAlloc.textContent = formatBytes(lastSnapshot.kvBytesAllocated);
-    ui.m.footprint.textContent = `${(lastSnapshot.footprint * 100).toFixed(1)}% of a full cache (peak ${(lastSnapshot.peak * 100).toFixed(1)}%)`;
+    ui.m.footprint.textContent = `${(lastSnapshot.footprint * 100).toFixed(1)}% of a full cache (${policyLabel(lastSnapshot.policy)}; peak ${(lastSnapshot.peak * 100).toFixed(1)}%)`;
   });
 }
 
