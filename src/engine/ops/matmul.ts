@@ -61,10 +61,6 @@ const GEMM_TILE_M = 32;
 const COPY_WG = 64;
 const COPY_PER = 16;
 
-export function bytesPerElement(dtype: WeightDType): number {
-  return BYTES_PER[dtype];
-}
-
 /**
  * Throws the typed error when a tensor of `bytes` cannot be bound as one storage buffer on an
  * adapter whose maxStorageBufferBindingSize is `maxBinding`.
