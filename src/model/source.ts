@@ -101,6 +101,12 @@ export class UrlSource implements ModelSource {
       if (optional && (response.status === 404 || response.status === 410)) return undefined;
       throw new ModelLoadError('bad-model-url', `Could not fetch ${url}: HTTP ${response.status} ${response.statusText}`.trim());
     }
+    // Dev servers with a single-page-app fallback (Vite's among them) answer a missing file
+    // with index.html and status 200: an HTML page is never a model file.
+    if (!/\.html?$/i.test(name) && (response.headers.get('content-type') ?? '').toLowerCase().startsWith('text/html')) {
+      if (optional) return undefined;
+      throw new ModelLoadError('bad-model-url', `Could not fetch ${url}: the server answered with an HTML page, not the file (is the model directory served at this URL?).`);
+    }
     const header = response.headers.get('content-length');
     const expected = header !== null && /^\d+$/.test(header) ? Number(header) : 0;
     try {

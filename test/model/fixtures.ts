@@ -300,7 +300,7 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 }
 
 /** Serves `dir` over HTTP on 127.0.0.1 (404 for missing files); returns the base URL. */
-export async function serveDir(dir: string): Promise<{ url: string; server: Server; requests: string[] }> {
+export async function serveDir(dir: string, spaFallback = false): Promise<{ url: string; server: Server; requests: string[] }> {
   const requests: string[] = [];
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
@@ -314,6 +314,12 @@ export async function serveDir(dir: string): Promise<{ url: string; server: Serv
         res.end();
       },
       () => {
+        if (spaFallback) {
+          // Like a dev server with a single-page-app fallback: index.html, status 200.
+          res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+          res.end('<!doctype html><html><body>app</body></html>');
+          return;
+        }
         res.writeHead(404);
         res.end('not found');
       },

@@ -255,6 +255,23 @@ describe('loadModel', () => {
     });
   });
 
+  it('treats an HTML page from a single-page-app fallback as a missing file (HF dir served by a dev server)', async () => {
+    await withTempDir(async (dir) => {
+      const w = randomModel(TINY_QWEN, 'f16', 2);
+      await writeModelDir(dir, TINY_QWEN, w, 'hf', { tokenizerJson });
+      const { url, server } = await serveDir(dir, true);
+      try {
+        const m = await loadModel(url);
+        expect(m.layout).toBe('hf');
+        expectSameWeights(w, m.weights);
+        // A directory that is not there (every file answered with HTML) is a clear error, not a JSON parse failure.
+        await expect(loadModel(url + 'nope/')).rejects.toMatchObject({ code: 'bad-model-url', message: expect.stringMatching(/No model at/) });
+      } finally {
+        server.close();
+      }
+    });
+  });
+
   it('loads an MLC directory over HTTP with its conv_template', async () => {
     await withTempDir(async (dir) => {
       const w = randomModel(TINY_SMOL, 'bf16', 4);
