@@ -23,6 +23,7 @@ import {
   type RowOp,
 } from './ops/basic';
 import { gemmOp, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul';
+import { isQ4Weight, q4EmbedOp, uploadQ4Tensor, type Q4WeightTensor } from './ops/quant';
 import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
 import { KvCache } from '../kv/cache';
 import type { ResolvedPolicy } from '../kv/policies/registry';
@@ -64,13 +65,23 @@ function concatRows(parts: HostTensor[]): HostTensor {
       throw new ShapeMismatchError('dtype-mismatch', `${p.name} is ${p.dtype} but ${parts[0]!.name} is ${dtype}; fused projections need one dtype.`);
     }
   }
-  const bytes = new Uint8Array(parts.reduce((s, p) => s + p.data.byteLength, 0));
-  let off = 0;
-  for (const p of parts) {
-    bytes.set(p.data, off);
-    off += p.data.byteLength;
+  const cat = (arrays: Uint8Array[]) => {
+    const bytes = new Uint8Array(arrays.reduce((s, a) => s + a.byteLength, 0));
+    let off = 0;
+    for (const a of arrays) {
+      bytes.set(a, off);
+      off += a.byteLength;
+    }
+    return bytes;
+  };
+  const out: HostTensor = { name: parts.map((p) => p.name).join('+'), dtype, shape: [parts.reduce((s, p) => s + p.shape[0]!, 0), parts[0]!.shape[1] ?? 1], data: cat(parts.map((p) => p.data)) };
+  // q4: rows of packed words and rows of scales concatenate independently (see ops/quant.ts).
+  const q4 = parts[0]!.q4;
+  if (q4 || parts.some((p) => p.q4)) {
+    if (parts.some((p) => p.q4?.format !== q4?.format)) throw new ShapeMismatchError('dtype-mismatch', `${out.name}: fused projections need one q4 format.`);
+    out.q4 = { format: q4!.format, scales: cat(parts.map((p) => p.q4!.scales)) };
   }
-  return { name: parts.map((p) => p.name).join('+'), dtype, shape: [parts.reduce((s, p) => s + p.shape[0]!, 0), parts[0]!.shape[1] ?? 1], data: bytes };
+  return out;
 }
 
 export class GpuModel {
@@ -95,7 +106,7 @@ export class GpuModel {
   private embed: RowOp;
   readonly sampler: SampleOp;
   private staging: GPUBuffer;
-  private weightTensors: WeightTensor[] = [];
+  private weightTensors: (WeightTensor | Q4WeightTensor)[] = [];
   private destroyed = false;
 
   constructor(gpu: Gpu, config: ModelConfig, weights: WeightSet, opts: GpuModelOptions, source?: Int32Array) {
@@ -132,13 +143,13 @@ export class GpuModel {
     const cosB = gpu.storage(cos, 'rope.cos', 'activations');
     const sinB = gpu.storage(sin, 'rope.sin', 'activations');
 
-    const upload = (t: HostTensor, label: string): WeightTensor => {
-      const w = uploadWeight(gpu, t.dtype, t.shape[0]!, t.shape[1]!, t.data, label);
+    const upload = (t: HostTensor, label: string): WeightTensor | Q4WeightTensor => {
+      const w = t.q4 ? uploadQ4Tensor(gpu, t, label) : uploadWeight(gpu, t.dtype, t.shape[0]!, t.shape[1]!, t.data, label);
       this.weightTensors.push(w);
       return w;
     };
     const vec = (t: HostTensor, label: string) => gpu.storage(toFloat32(t), label, 'weights');
-    const mat = (w: WeightTensor, xin: GPUBuffer, y: GPUBuffer, bias?: GPUBuffer, accumulate = false): MatOp => {
+    const mat = (w: WeightTensor | Q4WeightTensor, xin: GPUBuffer, y: GPUBuffer, bias?: GPUBuffer, accumulate = false): MatOp => {
       const mv = matvecOp(gpu, w, xin, y, { bias, accumulate });
       const mm = gemmOp(gpu, w, xin, y, R, { bias, accumulate });
       return { forRows: (rows) => (rows === 1 ? mv : mm.forRows(rows)) };
@@ -146,7 +157,7 @@ export class GpuModel {
 
     const embT = tensor(weights, 'model.embed_tokens.weight');
     const emb = upload(embT, 'embed_tokens');
-    this.embed = embedOp(gpu, emb.buffer, emb.dtype, H, this.tokens, x);
+    this.embed = isQ4Weight(emb) ? q4EmbedOp(gpu, emb, H, this.tokens, x) : embedOp(gpu, emb.buffer, emb.dtype, H, this.tokens, x);
 
     for (let l = 0; l < c.numLayers; l++) {
       const p = `model.layers.${l}.`;

@@ -262,8 +262,8 @@ export function parseHfConfig(json: unknown, where = 'config.json'): ModelConfig
   return cfg;
 }
 
-/** MLC `quantization` names that keep plain float weights. */
-const MLC_UNQUANTIZED: Record<string, TensorDtype> = { q0f32: 'f32', q0f16: 'f16', q0bf16: 'bf16' };
+/** MLC `quantization` names kvscope reads, with the dtype of their float tensors (norms, biases; q4 scales). */
+const MLC_UNQUANTIZED: Record<string, TensorDtype> = { q0f32: 'f32', q0f16: 'f16', q0bf16: 'bf16', q4f16_1: 'f16', q4f32_1: 'f32' };
 
 /** Parses an MLC `mlc-chat-config.json` (model_type llama or qwen2, unquantized q0f16/q0f32/q0bf16). */
 export function parseMlcConfig(json: unknown, where = 'mlc-chat-config.json'): ModelConfig {
@@ -281,7 +281,7 @@ export function parseMlcConfig(json: unknown, where = 'mlc-chat-config.json'): M
     if (!torchDtype) {
       throw new UnsupportedError(
         'unsupported-dtype',
-        `${where}: quantization ${JSON.stringify(quantization)} is not supported; use an unquantized build (q0f16, q0f32 or q0bf16).`,
+        `${where}: quantization ${JSON.stringify(quantization)} is not supported; kvscope reads q4f16_1, q4f32_1 and unquantized builds (q0f16, q0f32, q0bf16).`,
       );
     }
   }

@@ -4,19 +4,22 @@
  * (`{name, shape, dtype, format: 'raw' | 'f32-to-bf16', nbytes, byteOffset}`).
  * MLC fuses q/k/v (`self_attn.qkv_proj`, `self_attn.c_attn` for Qwen2) and gate/up
  * (`mlp.gate_up_proj`) along dim 0; we split them back into Hugging Face names.
+ * Group-quantized builds (q4f16_1 / q4f32_1) store each matrix `<m>.weight` as `<m>.q_weight`
+ * (uint32 [N, K/8]) plus `<m>.q_scale` (float16 / float32 [N, K/32]); they are paired into one
+ * HostTensor `<m>.weight` carrying `q4` (layout in src/engine/ops/quant.ts).
  */
 import { ModelLoadError, ShapeMismatchError, UnsupportedError } from '../errors';
 import type { ModelConfig } from './config';
 import { ProgressTotals } from './safetensors';
 import { type ModelSource, type ProgressCallback, PARALLEL_FILES, mapLimit, parseJsonFile } from './source';
-import { type HostTensor, type TensorDtype, type WeightSet, dtypeBytes, numel, shapeString } from './tensor';
+import { type HostTensor, type Q4Format, type TensorDtype, type WeightSet, Q4_GROUP, dtypeBytes, numel, shapeString } from './tensor';
 
 export const MLC_CACHE_FILES = ['tensor-cache.json', 'ndarray-cache.json'] as const;
 
 export interface MlcTensorRecord {
   name: string;
   shape: number[];
-  /** TVM dtype name: 'float32' | 'float16' | 'bfloat16' (others are quantized storage). */
+  /** TVM dtype name: 'float32' | 'float16' | 'bfloat16', or 'uint32' for q4 `q_weight` words. */
   dtype: string;
   /** 'f32-to-bf16': a float32 tensor stored as bf16 (the high 16 bits, rounded). */
   format: 'raw' | 'f32-to-bf16';
@@ -39,6 +42,10 @@ export interface MlcTensorCache {
 
 const TVM_DTYPES: Record<string, TensorDtype> = { float32: 'f32', float16: 'f16', bfloat16: 'bf16' };
 export const DTYPE_TO_TVM: Record<TensorDtype, string> = { f32: 'float32', f16: 'float16', bf16: 'bfloat16' };
+/** The q4 format a `q_scale` record's dtype implies. */
+const Q4_FORMAT_OF_SCALE: Record<string, Q4Format> = { float16: 'q4f16_1', float32: 'q4f32_1' };
+const Q_WEIGHT = '.q_weight';
+const Q_SCALE = '.q_scale';
 
 function bad(file: string, problem: string): ModelLoadError {
   return new ModelLoadError('bad-weights', `${file}: ${problem}`);
@@ -141,15 +148,71 @@ export async function loadMlcTensors(
     return bytes;
   });
   const tensors = new Map<string, HostTensor>();
+  const qWeights = new Map<string, RawRecord>();
+  const qScales = new Map<string, RawRecord>();
   for (const [i, shard] of cache.records.entries()) {
     const file = source.describe(shard.dataPath);
     const bytes = shardBytes[i]!;
     for (const rec of shard.records) {
-      if (tensors.has(rec.name)) throw bad(where, `tensor "${rec.name}" appears twice.`);
-      tensors.set(rec.name, recordToTensor(rec, bytes, file));
+      if (tensors.has(rec.name) || qWeights.has(rec.name) || qScales.has(rec.name)) throw bad(where, `tensor "${rec.name}" appears twice.`);
+      if (rec.name.endsWith(Q_WEIGHT)) qWeights.set(rec.name.slice(0, -Q_WEIGHT.length), { rec, shard: bytes, file });
+      else if (rec.name.endsWith(Q_SCALE)) qScales.set(rec.name.slice(0, -Q_SCALE.length), { rec, shard: bytes, file });
+      else tensors.set(rec.name, recordToTensor(rec, bytes, file));
     }
   }
+  for (const [base, words] of qWeights) {
+    const scales = qScales.get(base);
+    if (!scales) throw bad(where, `tensor "${base}${Q_WEIGHT}" has no "${base}${Q_SCALE}" beside it.`);
+    qScales.delete(base);
+    const name = `${base}.weight`;
+    if (tensors.has(name)) throw bad(where, `tensor "${name}" appears both quantized and unquantized.`);
+    tensors.set(name, q4RecordsToTensor(name, words, scales));
+  }
+  for (const base of qScales.keys()) throw bad(where, `tensor "${base}${Q_SCALE}" has no "${base}${Q_WEIGHT}" beside it.`);
   return { tensors, cacheFile };
+}
+
+interface RawRecord {
+  rec: MlcTensorRecord;
+  shard: Uint8Array;
+  file: string;
+}
+
+function recordBytes(r: RawRecord, expected: number): Uint8Array {
+  const { rec, shard, file } = r;
+  if (rec.nbytes !== expected) throw bad(file, `tensor "${rec.name}": nbytes ${rec.nbytes}, but ${rec.dtype} ${shapeString(rec.shape)} needs ${expected}.`);
+  if (rec.byteOffset + rec.nbytes > shard.byteLength) {
+    throw bad(file, `tensor "${rec.name}": bytes [${rec.byteOffset}, ${rec.byteOffset + rec.nbytes}) run past the end of the ${shard.byteLength}-byte shard; the shard is truncated.`);
+  }
+  return shard.subarray(rec.byteOffset, rec.byteOffset + rec.nbytes);
+}
+
+/** Pairs `q_weight` (uint32 [N, K/8]) and `q_scale` ([N, K/32]) into one q4 tensor [N, K]. */
+function q4RecordsToTensor(name: string, words: RawRecord, scales: RawRecord): HostTensor {
+  const w = words.rec;
+  const s = scales.rec;
+  const format = Q4_FORMAT_OF_SCALE[s.dtype];
+  if (w.dtype !== 'uint32' || !format || w.format !== 'raw' || s.format !== 'raw') {
+    throw new UnsupportedError(
+      'unsupported-dtype',
+      `${words.file}: "${w.name}" is ${w.dtype} with ${s.dtype} scales; kvscope reads MLC group quantization q4f16_1 / q4f32_1 (uint32 words, float16 / float32 scales).`,
+    );
+  }
+  if (w.shape.length !== 2 || s.shape.length !== 2 || s.shape[0] !== w.shape[0] || w.shape[1]! !== s.shape[1]! * (Q4_GROUP / 8)) {
+    throw new UnsupportedError(
+      'unsupported-dtype',
+      `${words.file}: "${w.name}" ${shapeString(w.shape)} with "${s.name}" ${shapeString(s.shape)} is not 4-bit group quantization with groups of ${Q4_GROUP} along K (layout "NK", as in q4f16_1 / q4f32_1).`,
+    );
+  }
+  const [rows, packed] = w.shape as [number, number];
+  const dtype = TVM_DTYPES[s.dtype]!;
+  return {
+    name,
+    dtype,
+    shape: [rows, packed * 8],
+    data: recordBytes(words, rows * packed * 4),
+    q4: { format, scales: recordBytes(scales, numel(s.shape) * dtypeBytes(dtype)) },
+  };
 }
 
 /** Splits `t` along dim 0 into parts of `rows[i]` rows each (byte-exact views). */
@@ -161,12 +224,16 @@ export function splitRows(t: HostTensor, parts: { name: string; rows: number }[]
       `fused tensor "${t.name}" has ${t.shape[0]} rows (shape ${shapeString(t.shape)}), but the config implies ${parts.map((p) => p.rows).join(' + ')} = ${total}.`,
     );
   }
-  const rowBytes = numel(t.shape.slice(1)) * dtypeBytes(t.dtype);
+  // A q4 row is cols/8 words plus cols/32 scales; splitting rows never touches the packing.
+  const rowBytes = t.q4 ? (t.shape[1]! / 8) * 4 : numel(t.shape.slice(1)) * dtypeBytes(t.dtype);
+  const scaleRowBytes = t.q4 ? (t.shape[1]! / Q4_GROUP) * dtypeBytes(t.dtype) : 0;
   let row = 0;
   return parts.map((p) => {
     const data = t.data.subarray(row * rowBytes, (row + p.rows) * rowBytes);
+    const out: HostTensor = { name: p.name, dtype: t.dtype, shape: [p.rows, ...t.shape.slice(1)], data };
+    if (t.q4) out.q4 = { format: t.q4.format, scales: t.q4.scales.subarray(row * scaleRowBytes, (row + p.rows) * scaleRowBytes) };
     row += p.rows;
-    return { name: p.name, dtype: t.dtype, shape: [p.rows, ...t.shape.slice(1)], data };
+    return out;
   });
 }
 

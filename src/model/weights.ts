@@ -9,7 +9,7 @@ import { type ModelConfig, parseHfConfig, parseMlcConfig } from './config';
 import { loadMlcTensors, mlcToHfWeights } from './mlc';
 import { loadSafetensors } from './safetensors';
 import { type ModelSource, type ProgressCallback, openModelSource, parseJsonFile, readOptionalJson } from './source';
-import { type TensorDtype, type WeightSet, dtypeBytes, isTensorDtype, numel, shapeString } from './tensor';
+import { type TensorDtype, type WeightSet, Q4_GROUP, Q4_SCALE_DTYPE, dtypeBytes, isTensorDtype, numel, q4Bytes, shapeString } from './tensor';
 
 export type { HostTensor, TensorDtype, WeightSet } from './tensor';
 export { toFloat32 } from './tensor';
@@ -205,9 +205,22 @@ export function validateWeights(config: ModelConfig, weights: WeightSet): Weight
         `Tensor "${name}" has shape ${shapeString(t.shape)}, but the config implies ${shapeString(shape)}.`,
       );
     }
-    const size = numel(shape) * dtypeBytes(t.dtype);
-    if (t.data.byteLength !== size) {
-      throw new ModelLoadError('bad-weights', `Tensor "${name}" holds ${t.data.byteLength} bytes, but ${t.dtype} ${shapeString(shape)} needs ${size}.`);
+    let size: number;
+    if (t.q4) {
+      // MLC group-quantized matrix: packed words plus scales (see Q4Packing).
+      if (shape.length !== 2 || shape[1]! % Q4_GROUP !== 0 || t.dtype !== Q4_SCALE_DTYPE[t.q4.format]) {
+        throw new ShapeMismatchError('dtype-mismatch', `Tensor "${name}" is ${t.q4.format}, which needs a matrix with a multiple of ${Q4_GROUP} columns and ${Q4_SCALE_DTYPE[t.q4.format]} scales.`);
+      }
+      const need = q4Bytes(t.q4.format, shape[0]!, shape[1]!);
+      if (t.data.byteLength !== need.words || t.q4.scales.byteLength !== need.scales) {
+        throw new ModelLoadError('bad-weights', `Tensor "${name}" holds ${t.data.byteLength} + ${t.q4.scales.byteLength} bytes, but ${t.q4.format} ${shapeString(shape)} needs ${need.words} + ${need.scales}.`);
+      }
+      size = need.words + need.scales;
+    } else {
+      size = numel(shape) * dtypeBytes(t.dtype);
+      if (t.data.byteLength !== size) {
+        throw new ModelLoadError('bad-weights', `Tensor "${name}" holds ${t.data.byteLength} bytes, but ${t.dtype} ${shapeString(shape)} needs ${size}.`);
+      }
     }
     // A checkpoint declared f16 cannot hold bf16 tensors and vice versa; f32 norms beside
     // 16-bit matrices are common and fine.

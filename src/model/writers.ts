@@ -11,11 +11,15 @@ import { SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, safetensorsHeader } from './s
 import { joinPath, loadNodeFs } from './source';
 import {
   type HostTensor,
+  type Q4Format,
   type TensorDtype,
   type WeightSet,
+  Q4_GROUP,
+  Q4_SCALE_DTYPE,
   dtypeBytes,
   encodeFromFloat32,
   numel,
+  quantizeQ4,
   shapeString,
   toFloat32,
 } from './tensor';
@@ -39,6 +43,8 @@ interface PlannedRecord {
   name: string;
   shape: number[];
   dtype: TensorDtype;
+  /** TVM dtype written instead of DTYPE_TO_TVM[dtype] ('uint32' for q4 words). */
+  tvmDtype?: string;
   /** Pieces concatenated along dim 0. */
   parts: HostTensor[];
   f32ToBf16: boolean;
@@ -71,9 +77,28 @@ function planMlcRecords(weights: WeightSet, options: WriteMlcOptions): PlannedRe
     return t;
   };
   const add = (name: string, parts: HostTensor[]) => {
+    if (parts.some((p) => p.q4)) {
+      addQ4(name, parts);
+      return;
+    }
     const { shape, dtype } = concatRows(name, parts);
     const f32ToBf16 = options.format === 'f32-to-bf16' && dtype === 'f32';
     records.push({ name, shape, dtype, parts, f32ToBf16, nbytes: numel(shape) * (f32ToBf16 ? 2 : dtypeBytes(dtype)) });
+  };
+  // A q4 matrix `<m>.weight` is written as `<m>.q_weight` (uint32 [N, K/8]) and `<m>.q_scale`
+  // ([N, K/32]); fusing concatenates both along N.
+  const addQ4 = (name: string, parts: HostTensor[]) => {
+    const format = parts[0]!.q4?.format;
+    const cols = parts[0]!.shape[1]!;
+    if (!name.endsWith('.weight') || parts.some((p) => p.q4?.format !== format || p.shape.length !== 2 || p.shape[1] !== cols)) {
+      throw new ModelLoadError('bad-weights', `cannot write ${parts.map((x) => `"${x.name}"`).join(', ')} as one q4 matrix "${name}": formats or columns differ.`);
+    }
+    const base = name.slice(0, -'.weight'.length);
+    const rows = parts.reduce((n, p) => n + p.shape[0]!, 0);
+    const scaleDtype = Q4_SCALE_DTYPE[format!];
+    records.push({ name: `${base}.q_weight`, shape: [rows, cols / 8], dtype: 'f32', tvmDtype: 'uint32', parts, f32ToBf16: false, nbytes: rows * (cols / 8) * 4 });
+    const scaleParts = parts.map((p) => ({ name: p.name, dtype: scaleDtype, shape: [p.shape[0]!, cols / Q4_GROUP], data: p.q4!.scales }));
+    records.push({ name: `${base}.q_scale`, shape: [rows, cols / Q4_GROUP], dtype: scaleDtype, parts: scaleParts, f32ToBf16: false, nbytes: rows * (cols / Q4_GROUP) * dtypeBytes(scaleDtype) });
   };
   add('model.embed_tokens.weight', [get('model.embed_tokens.weight')]);
   for (let l = 0; l < config.numLayers; l++) {
@@ -121,7 +146,7 @@ function materializeShard(records: PlannedRecord[]): { bytes: Uint8Array; entrie
     entries.push({
       name: r.name,
       shape: r.shape,
-      dtype: DTYPE_TO_TVM[r.dtype],
+      dtype: r.tvmDtype ?? DTYPE_TO_TVM[r.dtype],
       format: r.f32ToBf16 ? 'f32-to-bf16' : 'raw',
       nbytes: r.nbytes,
       byteOffset: at,
@@ -271,6 +296,28 @@ export function randomModel(config: ModelConfig, dtype: TensorDtype = 'f32', see
   return weights;
 }
 
+/**
+ * Quantizes a model as MLC's q4f16_1 / q4f32_1 do: every matrix (projections, embedding table,
+ * lm_head: MLC's presets quantize embeddings and the final FC too) becomes q4 with groups of 32
+ * along its input dim; norms and biases are stored in the model dtype (f16 / f32).
+ */
+export function quantizeModel(weights: WeightSet, format: Q4Format): WeightSet {
+  const dtype = Q4_SCALE_DTYPE[format];
+  const out: WeightSet = new Map();
+  for (const [name, t] of weights) {
+    if (t.q4) throw new ModelLoadError('bad-weights', `Tensor "${name}" is already quantized.`);
+    const values = toFloat32(t);
+    if (t.shape.length === 2 && t.shape[1]! % Q4_GROUP === 0) out.set(name, quantizeQ4(name, t.shape, values, format));
+    else out.set(name, { name, dtype, shape: [...t.shape], data: encodeFromFloat32(values, dtype) });
+  }
+  return out;
+}
+
+/** Random weights (as randomModel) quantized to q4f16_1 / q4f32_1 (as quantizeModel). */
+export function randomQ4Model(config: ModelConfig, format: Q4Format, seed = 0, options: RandomModelOptions = {}): WeightSet {
+  return quantizeModel(randomModel(config, 'f32', seed, options), format);
+}
+
 // ---------------------------------------------------------------------------------------
 // Model directories (Node)
 
@@ -345,13 +392,18 @@ export async function writeModelDir(
     await writeJson(joinPath(dir, 'tokenizer_config.json'), tokenizerConfig);
   }
   if (layout === 'hf') {
+    const q4 = [...weights.values()].find((t) => t.q4);
+    if (q4) throw new ModelLoadError('bad-weights', `Tensor "${q4.name}" is ${q4.q4!.format}, which only the MLC layout can hold.`);
     await writeJson(joinPath(dir, 'config.json'), toHfConfig(cfg));
     await writeSafetensorsFiles(dir, weights, options.maxShardBytes);
     return;
   }
   if (cfg.torchDtype === 'f32' && options.mlcFormat === 'f32-to-bf16') cfg.torchDtype = 'bf16';
   const tokenizerFiles = tokenizer ? ['tokenizer.json', 'tokenizer_config.json'] : [];
-  await writeJson(joinPath(dir, 'mlc-chat-config.json'), toMlcChatConfig(cfg, tokenizer?.mlcConvTemplate, tokenizerFiles));
+  const mlcConfig = toMlcChatConfig(cfg, tokenizer?.mlcConvTemplate, tokenizerFiles);
+  const q4 = [...weights.values()].find((t) => t.q4)?.q4;
+  if (q4) mlcConfig['quantization'] = q4.format;
+  await writeJson(joinPath(dir, 'mlc-chat-config.json'), mlcConfig);
   const mlcOptions: WriteMlcOptions = { config: cfg };
   if (options.mlcFormat) mlcOptions.format = options.mlcFormat;
   const records = planMlcRecords(weights, mlcOptions);

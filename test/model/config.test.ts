@@ -200,7 +200,7 @@ describe('parseMlcConfig', () => {
   });
 
   it('rejects quantized builds, unknown model types and missing fields', () => {
-    expectError(() => parseMlcConfig({ ...QWEN25_05B_MLC_CONFIG, quantization: 'q4f16_1' }), UnsupportedError, 'unsupported-dtype', /q4f16_1/);
+    expectError(() => parseMlcConfig({ ...QWEN25_05B_MLC_CONFIG, quantization: 'q3f16_1' }), UnsupportedError, 'unsupported-dtype', /q3f16_1/);
     expectError(() => parseMlcConfig({ ...QWEN25_05B_MLC_CONFIG, model_type: 'phi3' }), UnsupportedError, 'unsupported-architecture', /phi3/);
     const { model_config: _m, ...noModel } = QWEN25_05B_MLC_CONFIG;
     expectError(() => parseMlcConfig(noModel), ModelLoadError, 'bad-config', /model_config/);
