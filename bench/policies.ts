@@ -1,0 +1,175 @@
+/**
+ * `npm run bench:policies`: KV-cache policies on the bundled model's shape, at context 2048
+ * with budget 256 (issue 5's benchmark). Ratios measured in one run; absolute times on these
+ * shared machines mean little.
+ *
+ * 1. Decode tok/s per registered policy, relative to `full`: a ~1800-token prompt prefilled
+ *    in chunks of 128, then 32 greedy decode steps through Engine.generate (the real path:
+ *    GPU sampling, one u32 read back per token).
+ * 2. The policy step's share of decode time. Same engine, same cache, continuing from where
+ *    (1) stopped, decode steps are driven through GpuModel.stepOps,
+ *    interleaved step by step (phase flipped every 32 steps, so A and B get the same number
+ *    of due steps for any `every` dividing 32): A runs the step as the engine does, B drops
+ *    the policy's own dispatches (labels kv.mass, kv.select, kv.gather, kv.scatter). Without
+ *    them the cache grows by one entry per B step until the next A step compacts it, which
+ *    the policy's allocation (bound = budget + chunk) absorbs; the bench checks the capacity
+ *    first and skips the policy otherwise.
+ *    share = (A - B) / A of the median per-step time. For `full`, A and B are the same op
+ *    list: its "share" is the noise floor of this column. Not included: the attention kernel's extra
+ *    write of the per-entry scores that kv.mass reads (it is fused into attention).
+ * 3. Snapshot cost: decode tok/s with onSnapshot(cb, { everyTokens: 8 }) vs none (and with
+ *    positions), on `full` and on h2o; calls alternate (A B C, C B A) so drift cancels, and
+ *    the median is reported. Each call continues the conversation, so nothing is re-prefilled.
+ *    Each call also takes the two forced snapshots generate() emits (start and end; the start
+ *    one falls inside the decode time). Second, lower-noise estimate: the median latency of
+ *    engine.snapshot() divided by the time of 8 decode steps. everyMs is set out of reach so the N = 8 rule is what's measured
+ *    (the default 200 ms rule would fire every token on a slow software adapter).
+ *
+ * Model: models/kvscope-tiny/hf when its config.json exists, else a random f16 model of the
+ * same shape (4 layers, hidden 256, 8 heads, 2 KV heads, head_dim 32, intermediate 512,
+ * vocab 4096, context 2048). EOS ids are cleared so every run decodes the same count.
+ *
+ *   npm run bench:policies [-- --prompt 1800 --decode 32 --budget 256 --rounds 2 --policies full,h2o]
+ */
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Gpu, type Op } from '../src/gpu/device';
+import { Engine } from '../src/engine/engine';
+import type { ModelConfig } from '../src/model/config';
+import { loadModel, type LoadedModel } from '../src/model/weights';
+import { randomModel } from '../src/model/writers';
+import { listPolicies } from '../src/kv/policies/registry';
+import type { PolicySpec } from '../src/kv/types';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return dflt;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} needs a positive integer, got ${process.argv[i + 1]}`);
+  return v;
+}
+const CONTEXT = 2048;
+const CHUNK = 128;
+const PROMPT = arg('prompt', 1800);
+const DECODE = arg('decode', 32);
+const BUDGET = arg('budget', 256);
+const ROUNDS = arg('rounds', 2);
+const ONLY = (() => {
+  const i = process.argv.indexOf('--policies');
+  return i < 0 ? undefined : new Set(process.argv[i + 1]!.split(','));
+})();
+const BLOCK = 32;
+const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter']);
+if (PROMPT + DECODE + 1 + 4 * BLOCK > CONTEXT) throw new Error(`prompt + decode + ${4 * BLOCK} policy-share steps must fit the context of ${CONTEXT}`);
+if (PROMPT + 3 + 3 * ROUNDS * (DECODE + 1) > CONTEXT) throw new Error(`prompt + ${3 * ROUNDS} snapshot-bench calls of ${DECODE + 1} tokens must fit the context of ${CONTEXT}`);
+
+const SHAPE: ModelConfig = {
+  family: 'llama', vocabSize: 4096, hiddenSize: 256, intermediateSize: 512, numLayers: 4, numHeads: 8, numKvHeads: 2, headDim: 32,
+  rmsNormEps: 1e-5, ropeTheta: 10000, contextLength: 2048, tieWordEmbeddings: true, attentionBias: false, eosTokenIds: [],
+};
+
+async function model(): Promise<{ name: string; loaded: LoadedModel }> {
+  const dir = resolve('models/kvscope-tiny/hf');
+  if (existsSync(resolve(dir, 'config.json'))) {
+    const m = await loadModel(dir);
+    return { name: 'bundled kvscope-tiny', loaded: { ...m, config: { ...m.config, eosTokenIds: [] } } };
+  }
+  return { name: 'random f16 model of the bundled shape (models/kvscope-tiny/hf/config.json absent)', loaded: { layout: 'hf', config: SHAPE, weights: randomModel(SHAPE, 'f16', 1) } };
+}
+
+function median(xs: number[]): number {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
+
+const gpu = await Gpu.create();
+const { name, loaded } = await model();
+const vocab = loaded.config.vocabSize;
+const prompt = Array.from({ length: PROMPT }, (_, i) => (i * 7919 + 13) % vocab);
+console.log(`adapter: ${gpu.adapterInfo.vendor} ${gpu.adapterInfo.architecture} ${gpu.adapterInfo.device ?? ''}`);
+console.log(`model: ${name}; context ${CONTEXT}, chunk ${CHUNK}, prompt ${PROMPT}, ${DECODE} decode steps, budget ${BUDGET}`);
+
+const engine = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK });
+const staging = gpu.buffer(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'bench.staging');
+
+/** One greedy decode step through the model's op list, optionally without the policy's dispatches; returns ms. */
+async function step(token: number, pos: number, withPolicy: boolean): Promise<{ ms: number; next: number }> {
+  const m = engine.model;
+  const t0 = performance.now();
+  m.writeTokens([token]);
+  const ops: Op[] = m.stepOps(1, pos, pos, true).filter((o) => withPolicy || !POLICY_OPS.has(o.label ?? ''));
+  m.sampler.set({ temperature: 0, topK: 0, topP: 1, seed: 0 }, pos);
+  ops.push(...m.sampler.ops);
+  const enc = gpu.device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  gpu.encode(pass, ops);
+  pass.end();
+  enc.copyBufferToBuffer(m.sampled, 0, staging, 0, 4);
+  gpu.device.queue.submit([enc.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const next = new Uint32Array(staging.getMappedRange(0, 4))[0]!;
+  staging.unmap();
+  return { ms: performance.now() - t0, next };
+}
+
+/**
+ * Median per-step ms with (A) and without (B) the policy's dispatches over 4 x BLOCK steps,
+ * alternating step by step with the phase flipped every BLOCK steps (class = (pos +
+ * floor(pos / BLOCK)) mod 2): fine interleaving cancels the load drift of a shared machine,
+ * and the flip gives A and B the same number of due steps for any `every` dividing BLOCK.
+ * Undefined when the B steps could overflow the allocation.
+ */
+async function policyShare(next: number): Promise<{ a: number; b: number } | undefined> {
+  let pos = engine.cachedTokens.length;
+  const snap = await engine.snapshot();
+  if (Math.max(...snap.live) + 2 * BLOCK > Math.min(...snap.capacity)) return undefined;
+  const times = { a: [] as number[], b: [] as number[] };
+  for (let i = 0; i < 4 * BLOCK; i++) {
+    const withPolicy = (pos + Math.floor(pos / BLOCK)) % 2 === 0;
+    const r = await step(next, pos++, withPolicy);
+    (withPolicy ? times.a : times.b).push(r.ms);
+    next = r.next;
+  }
+  return { a: median(times.a), b: median(times.b) };
+}
+
+interface Row { policy: string; tps: number; prefill: number; footprint: number; kvMB: number; share: { a: number; b: number } | undefined; error?: string }
+const rows: Row[] = [];
+const specs: PolicySpec[] = listPolicies().filter((p) => !ONLY || ONLY.has(p.name)).map((p) => (p.usesBudget ? { name: p.name, budget: BUDGET } : { name: p.name }));
+for (const spec of specs) {
+  try {
+    engine.setPolicy(spec);
+    // Warm-up: first dispatch of every pipeline (prefill GEMM path included).
+    await engine.generateText(prompt.slice(0, CHUNK + 8), { maxTokens: 3 });
+    engine.reset();
+    const r = await engine.generateText(prompt, { maxTokens: DECODE + 1 });
+    const share = await policyShare(r.ids[r.ids.length - 1]!);
+    engine.reset();
+    rows.push({ policy: spec.name, tps: r.stats.decodeTokensPerSecond, prefill: r.stats.prefillTokensPerSecond, footprint: r.stats.kvFootprint, kvMB: r.stats.kvBytesAllocated / 2 ** 20, share });
+  } catch (e) {
+    engine.reset();
+    rows.push({ policy: spec.name, tps: NaN, prefill: NaN, footprint: NaN, kvMB: NaN, share: undefined, error: (e as Error).message });
+  }
+  const row = rows[rows.length - 1]!;
+  console.log(`${row.policy}: decode ${row.tps.toFixed(2)} tok/s, prefill ${row.prefill.toFixed(1)} tok/s${row.share ? `, step ${row.share.a.toFixed(1)} ms with policy ops / ${row.share.b.toFixed(1)} ms without` : ''}${row.error ? ` ERROR ${row.error}` : ''}`);
+}
+
+const full = rows.find((r) => r.policy === 'full')!;
+console.log(`\n${name}; adapter ${gpu.adapterInfo.vendor} ${gpu.adapterInfo.architecture}; context ${CONTEXT}, prompt ${PROMPT} in chunks of ${CHUNK}, ${DECODE} decode steps, budget ${BUDGET}\n`);
+console.log('| policy | decode tok/s (generate) | vs full | median step ms (A steps) | vs full (1/ms) | policy step share of decode | median step ms with / without policy ops | KV footprint | KV MB allocated |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const r of rows) {
+  if (r.error) {
+    console.log(`| ${r.policy} | error: ${r.error} | | | | | | | |`);
+    continue;
+  }
+  // For `full`, A and B run identical op lists: their gap is the noise floor of the share column.
+  const share = r.share ? pct((r.share.a - r.share.b) / r.share.a) + (r.policy === 'full' ? ' (noise floor: no policy ops)' : '') : 'n/a (allocation too small to skip compaction)';
+  const ms = r.share ? `${r.share.a.toFixed(1)} / ${r.share.b.toFixed(1)}` : '';
+  const rel = r.share && full.share ? (full.share.a / r.share.a).toFixed(3) : '';
+  console.log(`| ${r.policy} | ${r.tps.toFixed(2)} | ${(r.tps / full.tps).toFixed(3)} | ${r.share ? r.share.a.toFixed(1) : ''} | ${rel} | ${share} | ${ms} | ${r.footprint.toFixed(3)} | ${r.kvMB.toFixed(2)} |`);
+}
+gpu.destroy();
+setTimeout(() => process.exit(0), 20);
