@@ -2,6 +2,7 @@
 
     nice -n 10 /usr/bin/python3 training/train.py --run main            # fresh run
     nice -n 10 /usr/bin/python3 training/train.py --run main --resume   # continue from ckpt.pt
+    /usr/bin/python3 training/train.py --run next --init training/checkpoints/kvscope-tiny.pt  # from the committed weights
 
 Recipe (what makes retrieval emerge within a CPU budget):
   * most of every batch is recall tasks (kv recall, passkey, NIAH, variable tracking, copy,
@@ -158,7 +159,8 @@ def main():
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/ckpt.pt (with optimizer state)")
+    ap.add_argument("--init", default=None, help="start from a slim checkpoint's weights and step instead")
     ap.add_argument("--config", default="{}", help="JSON overrides of LlamaConfig")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "runs"))
     args = ap.parse_args()
@@ -188,6 +190,12 @@ def main():
         rng.setstate(ck["py_rng"])
         torch.set_rng_state(ck["torch_rng"])
         print(f"resumed at step {step} (best {best:.3f}, {t_used/60:.1f} min so far)", flush=True)
+    elif args.init:
+        # A slim committed checkpoint (training/checkpoints/*.pt): weights and step, fresh optimizer.
+        ck = torch.load(args.init)
+        model.load_state_dict(ck["model"])
+        step, t_used = ck["step"], ck.get("seconds", 0.0)
+        print(f"initialised from {args.init} at step {step} (optimizer state not kept)", flush=True)
     print(f"params {model.num_params():,}  config {json.dumps(cfg.to_dict())}", flush=True)
 
     eval_sets = {}
