@@ -49,7 +49,7 @@ class RMSNorm(nn.Module):
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float):
     """positions: (B, T) integer tensor -> cos, sin of shape (B, T, head_dim), HF layout."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
     freqs = positions.float()[..., None] * inv_freq  # (B, T, head_dim/2)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos(), emb.sin()
@@ -148,10 +148,10 @@ class Llama(nn.Module):
         (T, T) or (B, 1, T, T)) overrides the causal/window mask, e.g. for packed rows."""
         B, T = ids.shape
         if positions is None:
-            positions = torch.arange(T).expand(B, T)
+            positions = torch.arange(T, device=ids.device).expand(B, T)
         cos, sin = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta)
         if mask is None:
-            mask = attention_mask(T, window, sinks)
+            mask = attention_mask(T, window, sinks).to(ids.device)
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)

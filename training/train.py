@@ -38,6 +38,7 @@ from model import Llama, LlamaConfig  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAD = 2  # <|pad|>
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_jsonl(path):
@@ -121,8 +122,8 @@ def exact_match(model, samples, window=None, sinks=0):
     model.eval()
     hits = []
     for s in samples:
-        ids = torch.tensor(s["ids"][:-1])[None]
-        logits = model(ids, window=window, sinks=sinks)[0]
+        ids = torch.tensor(s["ids"][:-1], device=DEVICE)[None]
+        logits = model(ids, window=window, sinks=sinks)[0].cpu()
         a = s["ans"]
         n_ans = len(s["ids"]) - 1 - a  # answer tokens without <|eos|>
         pred = logits[a - 1: a - 1 + n_ans].argmax(-1)
@@ -174,7 +175,7 @@ def main():
     total = sum(s[1] for s in stages)
 
     cfg = LlamaConfig(**json.loads(args.config))
-    model = Llama(cfg)
+    model = Llama(cfg).to(DEVICE)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (decay if p.dim() >= 2 else no_decay).append(p)
@@ -183,16 +184,16 @@ def main():
     step, best, t_used = 0, -1.0, 0.0
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
     if args.resume and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path)
+        ck = torch.load(ckpt_path, map_location=DEVICE)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best, t_used = ck["step"], ck["best"], ck.get("seconds", 0.0)
         rng.setstate(ck["py_rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
         print(f"resumed at step {step} (best {best:.3f}, {t_used/60:.1f} min so far)", flush=True)
     elif args.init:
         # A slim committed checkpoint (training/checkpoints/*.pt): weights and step, fresh optimizer.
-        ck = torch.load(args.init)
+        ck = torch.load(args.init, map_location=DEVICE)
         model.load_state_dict(ck["model"])
         step, t_used = ck["step"], ck.get("seconds", 0.0)
         print(f"initialised from {args.init} at step {step} (optimizer state not kept)", flush=True)
@@ -235,6 +236,7 @@ def main():
                 g["lr"] = lr
             ids, tgt, w, pos, mask = make_batch(samples, row_len, rows, rng, args.answer_weight,
                                                 args.max_pos, args.p_skip_pos, args.p_repeat)
+            ids, tgt, w, pos, mask = (t.to(DEVICE) for t in (ids, tgt, w, pos, mask))
             logits = model(ids, positions=pos, mask=mask)
             ce = F.cross_entropy(logits.view(-1, cfg.vocab_size), tgt.view(-1), reduction="none")
             loss = (ce * w.view(-1)).sum() / w.sum()
