@@ -138,6 +138,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="passkey-512,passkey-1024,passkey-2048,niah4-1024,vartrack-1024,kvrecall-512,passkey-chat-1024,passkey-brown-1024")
     ap.add_argument("--tasks-only", action="store_true", help="skip the streaming check, bits per byte and samples")
+    ap.add_argument("--sample-tasks", default="passkey-512,kvrecall-512,niah4-1024,passkey-chat-1024",
+                    help="grids whose sample #37 is decoded free-running for the samples table")
     ap.add_argument("--window", type=int, default=128)
     ap.add_argument("--sinks", type=int, default=4)
     args = ap.parse_args()
@@ -203,11 +205,11 @@ def main():
 
     # Sample generations (free-running greedy decoding).
     samples_out = []
-    for task in (() if args.tasks_only else ("passkey-1024", "niah4-1024", "vartrack-1024", "passkey-chat-1024")):
+    for task in (() if args.tasks_only else args.sample_tasks.split(",")):
         path = os.path.join(args.data, f"eval-{task}.jsonl")
         if os.path.exists(path):
             s = load_jsonl(path)[37]
-            gen = greedy(model, s["ids"][: s["ans"]])
+            gen = greedy(model, s["ids"][: s["ans"]], max_new=len(s["ids"]) - s["ans"] + 2)
             samples_out.append({"task": task, "prompt_end": detok(s["ids"][max(0, s["ans"] - 24): s["ans"]]),
                                 "expected": s["answer"].strip(), "generated": detok(gen).strip()})
             print(f"sample {task}: ...{samples_out[-1]['prompt_end']!r} -> {samples_out[-1]['generated']!r} "
