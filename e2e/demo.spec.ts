@@ -107,6 +107,9 @@ test('load a model (progress seen), chat with streamed answers, metrics shown, m
   await expect(page.locator('#m-prefill')).toContainText(/[1-9]\d* reused/);
   await page.screenshot({ path: testInfo.outputPath('demo-chat.png'), fullPage: true });
   await expect(page.locator('#heatmap')).toHaveAttribute('data-snapshots', /[1-9]/);
+  // Under the full cache every token of the conversation is kept.
+  await expect.poll(() => page.locator('#token-view .tok.kept').count()).toBeGreaterThan(0);
+  expect(await page.locator('#token-view .tok.evicted').count()).toBe(0);
 
   // A small StreamingLLM budget for the next turn: the footprint drops below a full cache.
   const names = await page.locator('#policy option').allTextContents();
@@ -122,6 +125,11 @@ test('load a model (progress seen), chat with streamed answers, metrics shown, m
     await expect(page.locator('#m-footprint')).toContainText('policy streaming, budget 16');
     const footprint = Number(/([\d.]+)%/.exec((await page.locator('#m-footprint').textContent()) ?? '')?.[1]);
     expect(footprint).toBeLessThan(100);
+    // The token view shows what the chosen head forgot: evicted tokens appear, kept ones stay within the budget.
+    await expect.poll(() => page.locator('#token-view .tok.evicted').count()).toBeGreaterThan(0);
+    expect(Number(await page.locator('#token-view').getAttribute('data-kept'))).toBeLessThanOrEqual(16);
+    await page.locator('#heatmap').click({ position: { x: 300, y: 200 } });
+    await expect(page.locator('#token-view-title')).not.toHaveText('Tokens: layer 0, KV head 0');
     await page.screenshot({ path: testInfo.outputPath('demo-streaming.png'), fullPage: true });
   }
 

@@ -227,9 +227,22 @@ export class Engine {
   private async emitSnapshots(force: boolean, tokensSince: number, msSince: number): Promise<boolean> {
     const due = this.snapshotListeners.filter((e) => force || tokensSince >= e.opts.everyTokens || msSince >= e.opts.everyMs);
     if (!due.length) return false;
-    const snap = await this.model.cache.snapshot(due.some((e) => e.opts.positions));
+    const withPositions = due.some((e) => e.opts.positions);
+    const snap = await this.model.cache.snapshot(withPositions);
+    if (withPositions && this.tokenizer) snap.tokenPieces = this.cached.map((id) => this.piece(id));
     for (const e of due) e.cb(snap);
     return true;
+  }
+
+  private pieces = new Map<number, string>();
+  /** The text of one token (cached per id). */
+  private piece(id: number): string {
+    let p = this.pieces.get(id);
+    if (p === undefined) {
+      p = this.tokenizer!.decode([id], { skipSpecialTokens: false });
+      this.pieces.set(id, p);
+    }
+    return p;
   }
 
   private checkDevice(): void {

@@ -30,6 +30,8 @@ export interface CacheSnapshot {
   capacity: Uint32Array;
   /** Positions kept per (layer, KV head), when requested (same indexing). */
   positions?: Uint32Array[];
+  /** With positions: the text of each token seen so far, by position (for a token view). */
+  tokenPieces?: string[];
   /** The policy's current score per kept entry, when it keeps one and positions were requested. */
   scores?: Float32Array[];
   /** For each layer, the layer whose cache it reads (itself when not shared). */

@@ -125,7 +125,7 @@ async function loadModel(): Promise<void> {
     ui.messages.replaceChildren();
     lastSnapshot = null;
     snapshotsSeen = 0;
-    e.onCacheSnapshot(onSnapshot, { everyTokens: 8, everyMs: 200 });
+    e.onCacheSnapshot(onSnapshot, { everyTokens: 8, everyMs: 200, positions: true });
     await populatePolicies(e);
     setState('ready');
   } catch (err) {
@@ -298,6 +298,7 @@ function onSnapshot(s: CacheSnapshot): void {
     drawPending = false;
     if (!lastSnapshot) return;
     drawHeatmap(ui.heatmap, lastSnapshot);
+    renderTokenView(lastSnapshot);
     ui.heatmap.dataset.snapshots = String(snapshotsSeen);
     ui.m.tokens.textContent = String(lastSnapshot.tokens);
     ui.m.kvAlloc.textContent = formatBytes(lastSnapshot.kvBytesAllocated);
@@ -324,6 +325,46 @@ ui.heatmap.addEventListener('mousemove', (ev) => {
   ui.heatmapTip.style.top = `${ev.clientY - panel.top + 12}px`;
 });
 ui.heatmap.addEventListener('mouseleave', () => (ui.heatmapTip.hidden = true));
+
+// ------------------------------------------------------------------ token view
+
+let selected = { layer: 0, head: 0 };
+
+/** The conversation's tokens for the chosen (layer, KV head), evicted ones struck through. */
+function renderTokenView(s: CacheSnapshot): void {
+  const view = document.getElementById('token-view')!;
+  const title = document.getElementById('token-view-title')!;
+  if (selected.layer >= s.numLayers || selected.head >= s.numKvHeads) selected = { layer: 0, head: 0 };
+  const src = s.cacheSource[selected.layer] ?? selected.layer;
+  title.textContent = `Tokens: layer ${selected.layer}, KV head ${selected.head}${src !== selected.layer ? ` (reads layer ${src}'s cache)` : ''}`;
+  const kept = s.positions?.[selected.layer * s.numKvHeads + selected.head];
+  if (!kept || !s.tokenPieces) {
+    view.textContent = 'No token data in this snapshot.';
+    return;
+  }
+  const keep = new Set(kept);
+  const frag = document.createDocumentFragment();
+  s.tokenPieces.forEach((piece, pos) => {
+    const span = document.createElement('span');
+    span.className = keep.has(pos) ? 'tok kept' : 'tok evicted';
+    span.textContent = piece;
+    span.title = `position ${pos}${keep.has(pos) ? '' : ' (evicted)'}`;
+    frag.appendChild(span);
+  });
+  view.replaceChildren(frag);
+  view.dataset.kept = String(keep.size);
+  view.dataset.evicted = String(s.tokenPieces.length - [...keep].filter((p) => p < s.tokenPieces!.length).length);
+}
+
+ui.heatmap.addEventListener('click', (ev) => {
+  const s = lastSnapshot;
+  if (!s) return;
+  const rect = ui.heatmap.getBoundingClientRect();
+  const cell = cellAt(ui.heatmap, s, ((ev.clientX - rect.left) * ui.heatmap.width) / rect.width, ((ev.clientY - rect.top) * ui.heatmap.height) / rect.height);
+  if (!cell) return;
+  selected = cell;
+  renderTokenView(s);
+});
 
 // ------------------------------------------------------------------ wiring
 
