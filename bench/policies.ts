@@ -22,14 +22,15 @@
  *    the median is reported. Each call continues the conversation, so nothing is re-prefilled.
  *    Each call also takes the two forced snapshots generate() emits (start and end; the start
  *    one falls inside the decode time). Second, lower-noise estimate: the median latency of
- *    engine.snapshot() divided by the time of 8 decode steps. everyMs is set out of reach so the N = 8 rule is what's measured
- *    (the default 200 ms rule would fire every token on a slow software adapter).
+ *    engine.snapshot() divided by the time of 8 decode steps. everyMs is set out of reach so
+ *    the N = 8 rule is what's measured (the default 200 ms rule would fire every token on a
+ *    slow software adapter).
  *
  * Model: models/kvscope-tiny/hf when its config.json exists, else a random f16 model of the
  * same shape (4 layers, hidden 256, 8 heads, 2 KV heads, head_dim 32, intermediate 512,
  * vocab 4096, context 2048). EOS ids are cleared so every run decodes the same count.
  *
- *   npm run bench:policies [-- --prompt 1800 --decode 32 --budget 256 --rounds 2 --policies full,h2o]
+ *   npm run bench:policies [-- --prompt 1800 --decode 32 --budget 256 --rounds 2 --policies full,h2o --snapshot-policies full,h2o]
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -59,6 +60,12 @@ const ONLY = (() => {
   return i < 0 ? undefined : new Set(process.argv[i + 1]!.split(','));
 })();
 const BLOCK = 32;
+/** Policies whose snapshot cost is measured (--snapshot-policies full,h2o; 'none' skips). */
+const SNAPSHOT_POLICIES: PolicySpec[] = (() => {
+  const i = process.argv.indexOf('--snapshot-policies');
+  const names = i < 0 ? ['full', 'h2o'] : process.argv[i + 1]!.split(',').filter((n) => n !== 'none');
+  return names.map((n) => (n === 'full' ? { name: n } : { name: n, budget: BUDGET }));
+})();
 const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter']);
 if (PROMPT + DECODE + 1 + 4 * BLOCK > CONTEXT) throw new Error(`prompt + decode + ${4 * BLOCK} policy-share steps must fit the context of ${CONTEXT}`);
 if (PROMPT + 3 + 3 * ROUNDS * (DECODE + 1) > CONTEXT) throw new Error(`prompt + ${3 * ROUNDS} snapshot-bench calls of ${DECODE + 1} tokens must fit the context of ${CONTEXT}`);
@@ -135,6 +142,57 @@ async function policyShare(next: number): Promise<{ a: number; b: number } | und
   return { a: median(times.a), b: median(times.b) };
 }
 
+/**
+ * Median decode tok/s of ROUNDS generate calls per variant, variants interleaved (A B C, C B A).
+ * Each call continues the conversation (prompt = everything so far), so only one new token is
+ * prefilled per call, for every policy. Then a direct estimate: the median latency of
+ * engine.snapshot() at the context reached.
+ */
+async function snapshotCost(spec: PolicySpec): Promise<{ none: number; every8: number; every8pos: number; snapsPerCall: number; snapMs: number; snapPosMs: number }> {
+  engine.setPolicy(spec);
+  // Warm-up (prefill, and two decode steps through every pipeline); its tokens stay in the conversation.
+  let convo = [...prompt, ...(await engine.generateText(prompt, { maxTokens: 3 })).ids];
+  const variants = ['none', 'every8', 'every8pos'] as const;
+  const tps: Record<(typeof variants)[number], number[]> = { none: [], every8: [], every8pos: [] };
+  let snaps = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const v of r % 2 ? [...variants].reverse() : variants) {
+      const off = v === 'none' ? undefined : engine.onSnapshot(() => snaps++, { everyTokens: 8, everyMs: 1e9, positions: v === 'every8pos' });
+      const res = await engine.generateText(convo, { maxTokens: DECODE + 1 });
+      off?.();
+      if (res.stats.promptTokens - res.stats.reusedTokens !== 1) throw new Error(`snapshot bench re-prefilled ${res.stats.promptTokens - res.stats.reusedTokens} tokens`);
+      convo = [...convo, ...res.ids];
+      tps[v].push(res.stats.decodeTokensPerSecond);
+    }
+  }
+  const latency = async (positions: boolean) => {
+    const ms: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      const t0 = performance.now();
+      await engine.snapshot(positions);
+      ms.push(performance.now() - t0);
+    }
+    return median(ms);
+  };
+  const snapMs = await latency(false);
+  const snapPosMs = await latency(true);
+  engine.reset();
+  return { none: median(tps.none), every8: median(tps.every8), every8pos: median(tps.every8pos), snapsPerCall: snaps / (2 * ROUNDS), snapMs, snapPosMs };
+}
+const snapRows: [string, Awaited<ReturnType<typeof snapshotCost>>][] = [];
+for (const spec of SNAPSHOT_POLICIES) {
+  const s = await snapshotCost(spec);
+  snapRows.push([spec.name, s]);
+  console.log(`snapshots ${spec.name}: ${JSON.stringify(s)}`);
+}
+console.log(`\nSnapshot cost (median of ${ROUNDS} interleaved generate calls per variant, ${DECODE} decode steps each, context ${PROMPT}..${PROMPT + 3 + 3 * ROUNDS * (DECODE + 1)}):\n`);
+console.log('| policy | decode tok/s, no snapshots | every 8 tokens | slowdown | every 8 + positions | slowdown | snapshots per call | snapshot() ms (no positions / positions) | = share of 8 decode steps |');
+console.log('|---|---|---|---|---|---|---|---|---|');
+for (const [p, s] of snapRows) {
+  const eight = 8000 / s.none;
+  console.log(`| ${p} | ${s.none.toFixed(2)} | ${s.every8.toFixed(2)} | ${pct(1 - s.every8 / s.none)} | ${s.every8pos.toFixed(2)} | ${pct(1 - s.every8pos / s.none)} | ${s.snapsPerCall.toFixed(1)} | ${s.snapMs.toFixed(2)} / ${s.snapPosMs.toFixed(2)} | ${pct(s.snapMs / eight)} / ${pct(s.snapPosMs / eight)} |`);
+}
+
 interface Row { policy: string; tps: number; prefill: number; footprint: number; kvMB: number; share: { a: number; b: number } | undefined; error?: string }
 const rows: Row[] = [];
 const specs: PolicySpec[] = listPolicies().filter((p) => !ONLY || ONLY.has(p.name)).map((p) => (p.usesBudget ? { name: p.name, budget: BUDGET } : { name: p.name }));
@@ -142,7 +200,7 @@ for (const spec of specs) {
   try {
     engine.setPolicy(spec);
     // Warm-up: first dispatch of every pipeline (prefill GEMM path included).
-    await engine.generateText(prompt.slice(0, CHUNK + 8), { maxTokens: 3 });
+    await engine.generateText(prompt.slice(0, 8), { maxTokens: 3 });
     engine.reset();
     const r = await engine.generateText(prompt, { maxTokens: DECODE + 1 });
     const share = await policyShare(r.ids[r.ids.length - 1]!);
