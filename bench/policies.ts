@@ -214,7 +214,8 @@ for (const spec of specs) {
   console.log(`${row.policy}: decode ${row.tps.toFixed(2)} tok/s, prefill ${row.prefill.toFixed(1)} tok/s${row.share ? `, step ${row.share.a.toFixed(1)} ms with policy ops / ${row.share.b.toFixed(1)} ms without` : ''}${row.error ? ` ERROR ${row.error}` : ''}`);
 }
 
-const full = rows.find((r) => r.policy === 'full')!;
+// Ratios need `full` in the same run (it is registered first; --policies may leave it out).
+const full = rows.find((r) => r.policy === 'full' && !r.error);
 console.log(`\n${name}; adapter ${gpu.adapterInfo.vendor} ${gpu.adapterInfo.architecture}; context ${CONTEXT}, prompt ${PROMPT} in chunks of ${CHUNK}, ${DECODE} decode steps, budget ${BUDGET}\n`);
 console.log('| policy | decode tok/s (generate) | vs full | median step ms (A steps) | vs full (1/ms) | policy step share of decode | median step ms with / without policy ops | KV footprint | KV MB allocated |');
 console.log('|---|---|---|---|---|---|---|---|---|');
@@ -226,8 +227,8 @@ for (const r of rows) {
   // For `full`, A and B run identical op lists: their gap is the noise floor of the share column.
   const share = r.share ? pct((r.share.a - r.share.b) / r.share.a) + (r.policy === 'full' ? ' (noise floor: no policy ops)' : '') : 'n/a (allocation too small to skip compaction)';
   const ms = r.share ? `${r.share.a.toFixed(1)} / ${r.share.b.toFixed(1)}` : '';
-  const rel = r.share && full.share ? (full.share.a / r.share.a).toFixed(3) : '';
-  console.log(`| ${r.policy} | ${r.tps.toFixed(2)} | ${(r.tps / full.tps).toFixed(3)} | ${r.share ? r.share.a.toFixed(1) : ''} | ${rel} | ${share} | ${ms} | ${r.footprint.toFixed(3)} | ${r.kvMB.toFixed(2)} |`);
+  const rel = r.share && full?.share ? (full.share.a / r.share.a).toFixed(3) : '';
+  console.log(`| ${r.policy} | ${r.tps.toFixed(2)} | ${full ? (r.tps / full.tps).toFixed(3) : ''} | ${r.share ? r.share.a.toFixed(1) : ''} | ${rel} | ${share} | ${ms} | ${r.footprint.toFixed(3)} | ${r.kvMB.toFixed(2)} |`);
 }
 gpu.destroy();
 setTimeout(() => process.exit(0), 20);
