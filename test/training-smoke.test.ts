@@ -101,4 +101,33 @@ describe.skipIf(!hasTorch)('training pipeline smoke test (data -> train -> expor
       expect(maxDiff, `${model.layout}: max |logit diff| (max |logit| ${maxAbs})`).toBeLessThan(1e-3 * Math.max(1, maxAbs));
     }
   }, 120_000);
+
+  it('the shipped models/kvscope-tiny is the export of the committed checkpoint, and kvscope matches PyTorch on it', async () => {
+    const out = join(dir, 'shipped');
+    const logitsFile = join(dir, 'shipped-logits.json');
+    const shipped = join(root, 'models', 'kvscope-tiny');
+    const hf = await loadModel(join(shipped, 'hf'));
+    const mlc = await loadModel(join(shipped, 'mlc'));
+    const tok = createTokenizer(hf);
+    const ids = tok.encode('<|bos|>The pass key is 40912. Remember it. What is the pass key? The pass key is', { addBos: false });
+    run(PY, ['training/export.py', '--ckpt', 'training/checkpoints/kvscope-tiny.pt', '--out', out,
+      '--tokenizer', 'models/kvscope-tiny/hf/tokenizer.json', '--logits-out', logitsFile, '--logits-ids', ids.join(',')]);
+    for (const f of ['hf/model.safetensors', 'hf/config.json', 'mlc/tensor-cache.json', 'mlc/params_shard_0.bin', 'mlc/mlc-chat-config.json']) {
+      expect(Buffer.compare(readFileSync(join(out, f)), readFileSync(join(shipped, f))), f).toBe(0);
+    }
+    const torchOut = JSON.parse(readFileSync(logitsFile, 'utf8')) as { logits: number[][]; argmax: number[] };
+    for (const model of [hf, mlc]) {
+      const ref = new ReferenceModel(model.config, new Map([...model.weights].map(([n, t]) => [n, toFloat32(t)])));
+      ref.forwardAll(ids).forEach((row, i) => {
+        let best = 0;
+        let diff = 0;
+        for (let v = 0; v < row.length; v++) {
+          if (row[v]! > row[best]!) best = v;
+          diff = Math.max(diff, Math.abs(row[v]! - torchOut.logits[i]![v]!));
+        }
+        expect(best, `argmax at ${i} (${model.layout})`).toBe(torchOut.argmax[i]);
+        expect(diff, `max |logit diff| at ${i} (${model.layout})`).toBeLessThan(1e-2);
+      });
+    }
+  }, 120_000);
 });
