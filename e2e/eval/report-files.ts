@@ -1,0 +1,37 @@
+/** Node side of the report: inlines uPlot, writes HTML + CSV, and takes a screenshot in Chromium. */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { aggregate, renderHtml, toCsv } from '../../src/eval/report';
+import type { EvalResult } from '../../src/eval/runner';
+
+export function uplotAssets(): { js: string; css: string } {
+  const require = createRequire(import.meta.url);
+  const dir = dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
+  return { js: readFileSync(resolve(dir, 'uPlot.iife.min.js'), 'utf8'), css: readFileSync(resolve(dir, 'uPlot.min.css'), 'utf8') };
+}
+
+export function writeReport(results: EvalResult[], out: string, title: string, note?: string): { html: string; csv: string; groups: number } {
+  const groups = aggregate(results);
+  const { js, css } = uplotAssets();
+  mkdirSync(dirname(resolve(out)), { recursive: true });
+  const csv = out.replace(/\.html?$/, '') + '.csv';
+  writeFileSync(out, renderHtml(groups, { title, uplotJs: js, uplotCss: css, ...(note ? { note } : {}) }));
+  writeFileSync(csv, toCsv(groups));
+  return { html: out, csv, groups: groups.length };
+}
+
+export async function screenshot(html: string, png: string): Promise<void> {
+  const { chromium } = await import('@playwright/test');
+  const { CHROMIUM_BASE_ARGS, CHROMIUM_PATH } = await import('../chromium');
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_BASE_ARGS });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    await page.goto(pathToFileURL(resolve(html)).href);
+    await page.waitForSelector('.uplot');
+    await page.screenshot({ path: png, fullPage: true });
+  } finally {
+    await browser.close();
+  }
+}

@@ -1,0 +1,69 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { aggregate, toCsv } from '../../src/eval/report';
+import type { EvalResult } from '../../src/eval/runner';
+import { writeReport } from '../../e2e/eval/report-files';
+
+function result(policy: string, fraction: number, seed: number, score: number, footprint: number, error: string | null = null): EvalResult {
+  return {
+    id: `m/passkey@1024/d0.5/s${seed}/${policy}/f${fraction}`, spec: 'synthetic', backend: 'node', model: 'm', task: 'passkey', taskLabel: 'passkey',
+    contextLength: 1024, depth: 0.5, seed, taskParams: {}, policy, policyLabel: policy, budgetFraction: fraction, budget: policy === 'full' ? null : fraction * 1024,
+    policySpec: { name: policy }, scorer: 'number-match', promptTokens: 1000, expected: ' 1', output: error ? null : ' 1', outputIds: error ? null : [1],
+    score: error ? 0 : score, exact: error ? 0 : score, footprint: error ? null : footprint, peak: error ? null : footprint * 0.9, kvBytesAllocated: error ? null : 1000,
+    kvBytesInUse: error ? null : 900, prefillTokensPerSecond: error ? null : 100, decodeTokensPerSecond: error ? null : 10, finishReason: error ? null : 'stop',
+    timeMs: 10, error, finishedAt: '2026-01-01T00:00:00Z',
+  };
+}
+
+const results: EvalResult[] = [
+  ...[1, 2].map((s) => result('full', 1, s, 1, 1)),
+  // streaming: 0.5 at 1/8, 1.0 at 1/4 and 1/2 -> critical footprint = the 1/4 point's footprint.
+  result('streaming', 0.125, 1, 1, 0.2), result('streaming', 0.125, 2, 0, 0.2),
+  result('streaming', 0.25, 1, 1, 0.35), result('streaming', 0.25, 2, 1, 0.35),
+  result('streaming', 0.5, 1, 1, 0.6), result('streaming', 0.5, 2, 1, 0.6),
+  // random: never reaches 90%; one case failed (counts 0, excluded from footprint means).
+  result('random', 0.5, 1, 0, 0.6), result('random', 0.5, 2, 1, 0.6, 'timeout: the case ran past 10 ms'),
+];
+
+describe('eval report', () => {
+  it('aggregates cells, counts failures as 0, and finds critical footprints', () => {
+    const [g] = aggregate(results);
+    expect(g!.fullScore).toBe(1);
+    const cell = (p: string, f: number) => g!.cells.find((c) => c.policyLabel === p && c.budgetFraction === f)!;
+    expect(cell('streaming', 0.125).score).toBe(0.5);
+    expect(cell('random', 0.5)).toMatchObject({ n: 2, errors: 1, score: 0, footprint: 0.6 });
+    expect(g!.critical).toEqual([
+      { policyLabel: 'random', value: null, note: 'below 90% of full at every budget' },
+      { policyLabel: 'streaming', value: 0.35, note: '' },
+    ]);
+  });
+
+  it('notes when the full cache scores 0 (no critical footprint can exist)', () => {
+    const zero = results.map((r) => ({ ...r, score: 0 }));
+    expect(aggregate(zero)[0]!.critical.every((c) => c.value === null && c.note === 'full-cache score is 0')).toBe(true);
+  });
+
+  it('a later line for the same id replaces the earlier one', () => {
+    const rerun = [...results, { ...results[2]!, score: 1 }];
+    const [g] = aggregate(rerun);
+    expect(g!.cells.find((c) => c.policyLabel === 'streaming' && c.budgetFraction === 0.125)!.score).toBe(0.5);
+    const [g2] = aggregate([...results, { ...results[3]!, score: 1 }]);
+    expect(g2!.cells.find((c) => c.policyLabel === 'streaming' && c.budgetFraction === 0.125)!.score).toBe(1);
+  });
+
+  it('writes a self-contained HTML report and a CSV', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvscope-report-'));
+    const r = writeReport(results, join(dir, 'report.html'), 'synthetic');
+    const html = readFileSync(r.html, 'utf8');
+    expect(html).toContain('uPlot');
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=/); // nothing fetched: opens offline
+    expect(html).toContain('m / passkey @ 1024 tokens (node)');
+    expect(existsSync(r.csv)).toBe(true);
+    const csv = readFileSync(r.csv, 'utf8').trim().split('\n');
+    expect(csv.length).toBe(1 + 5);
+    expect(csv[0]).toMatch(/^model,task,/);
+    expect(toCsv(aggregate(results))).toBe(readFileSync(r.csv, 'utf8'));
+  });
+});
