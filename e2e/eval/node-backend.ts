@@ -8,6 +8,7 @@ import { Engine } from '../../src/engine/engine';
 import { Gpu } from '../../src/gpu/device';
 import type { LoadedModel } from '../../src/model/weights';
 import { runOnEngine } from '../../src/eval/engine-run';
+import { attentionLoss } from '../../src/metrics/attention-loss';
 import type { Backend, VariantSession } from '../../src/eval/runner';
 import type { EvalCase } from '../../src/eval/spec';
 
@@ -35,8 +36,19 @@ export class NodeBackend implements Backend {
     let inFlight: Promise<unknown> | undefined;
     let running = false;
     return {
-      run: async (prompt, _c, signal) => {
-        const p = runOnEngine(engine, prompt.ids, prompt.maxTokens, signal);
+      run: async (prompt, c, signal) => {
+        const p = (async () => {
+          const out = await runOnEngine(engine, prompt.ids, prompt.maxTokens, signal);
+          if (c.metrics.includes('attentionLoss')) {
+            // Teacher-forces the generated tokens after the prompt in an oracle (full attention)
+            // and a compressed engine of this variant; null when nothing was generated.
+            out.attentionLoss = out.ids.length === 0 ? null : (await attentionLoss({
+              model: await this.loadModel(c), gpu: this.gpu!, contextLength: c.contextLength, prefillChunk: c.prefillChunk,
+              policy: c.policy, prompt: prompt.ids, continuation: out.ids,
+            })).mean;
+          }
+          return out;
+        })();
         running = true;
         inFlight = p.catch(() => undefined).finally(() => (running = false));
         try {

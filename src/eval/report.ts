@@ -29,6 +29,8 @@ export interface Cell {
   prefillTokensPerSecond: number | null;
   decodeTokensPerSecond: number | null;
   attentionLoss: number | null;
+  /** Mean wall time per case (ms), failed cases included. */
+  timeMs: number;
 }
 
 export interface GroupSummary {
@@ -71,7 +73,7 @@ export function aggregate(results: readonly EvalResult[]): GroupSummary[] {
       errors: list.length - ok.length, score: mean(list.map((r) => r.score)) ?? 0, exact: mean(list.map((r) => r.exact)) ?? 0,
       footprint: num((r) => r.footprint), peak: num((r) => r.peak), kvBytesAllocated: num((r) => r.kvBytesAllocated),
       prefillTokensPerSecond: num((r) => r.prefillTokensPerSecond), decodeTokensPerSecond: num((r) => r.decodeTokensPerSecond),
-      attentionLoss: num((r) => (r as EvalResult & { attentionLoss?: number }).attentionLoss),
+      attentionLoss: num((r) => r.attentionLoss), timeMs: mean(list.map((r) => r.timeMs)) ?? 0,
     };
     let g = groups.get(cell.group);
     if (!g) groups.set(cell.group, (g = []));
@@ -96,7 +98,7 @@ export function aggregate(results: readonly EvalResult[]): GroupSummary[] {
 
 const CSV_COLUMNS: (keyof Cell)[] = [
   'model', 'task', 'taskLabel', 'contextLength', 'backend', 'policy', 'policyLabel', 'budgetFraction', 'budget', 'n', 'errors', 'score', 'exact',
-  'footprint', 'peak', 'kvBytesAllocated', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'attentionLoss',
+  'footprint', 'peak', 'kvBytesAllocated', 'prefillTokensPerSecond', 'decodeTokensPerSecond', 'attentionLoss', 'timeMs',
 ];
 
 function csvField(v: unknown): string {
@@ -117,8 +119,8 @@ const fmt = (x: number | null, digits = 3) => (x === null ? '—' : x.toFixed(di
 function table(g: GroupSummary): string {
   const rows = g.cells.map((c) => `<tr><td>${esc(c.policyLabel)}</td><td>${c.policy === 'full' ? 'full' : fmt(c.budgetFraction)}</td><td>${c.budget ?? '—'}</td><td>${c.n}</td><td>${c.errors}</td>` +
     `<td><b>${fmt(c.score)}</b></td><td>${fmt(c.exact)}</td><td>${fmt(c.footprint)}</td><td>${fmt(c.peak)}</td><td>${c.kvBytesAllocated === null ? '—' : (c.kvBytesAllocated / 1024).toFixed(0)}</td>` +
-    `<td>${fmt(c.attentionLoss)}</td><td>${fmt(c.prefillTokensPerSecond, 1)}</td><td>${fmt(c.decodeTokensPerSecond, 1)}</td></tr>`).join('\n');
-  return `<table><thead><tr><th>policy</th><th>budget (of context)</th><th>entries</th><th>n</th><th>errors</th><th>score</th><th>exact</th><th>KV footprint</th><th>peak KV</th><th>KV KiB alloc.</th><th>attn. loss</th><th>prefill tok/s</th><th>decode tok/s</th></tr></thead><tbody>${rows}</tbody></table>`;
+    `<td>${fmt(c.attentionLoss)}</td><td>${fmt(c.prefillTokensPerSecond, 1)}</td><td>${fmt(c.decodeTokensPerSecond, 1)}</td><td>${(c.timeMs / 1000).toFixed(1)}</td></tr>`).join('\n');
+  return `<table><thead><tr><th>policy</th><th>budget (of context)</th><th>entries</th><th>n</th><th>errors</th><th>score</th><th>exact</th><th>KV footprint</th><th>peak KV</th><th>KV KiB alloc.</th><th>attn. loss</th><th>prefill tok/s</th><th>decode tok/s</th><th>s / case</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 function criticalTable(g: GroupSummary): string {

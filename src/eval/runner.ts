@@ -23,6 +23,8 @@ export interface CaseOutput {
   decodeTokensPerSecond: number;
   prefillMs: number;
   decodeMs: number;
+  /** When the spec asks for it (Node back end): mean full-attention mass on evicted entries over the generated tokens. */
+  attentionLoss?: number | null;
 }
 
 /** One line of a results file. */
@@ -56,6 +58,7 @@ export interface EvalResult {
   prefillTokensPerSecond: number | null;
   decodeTokensPerSecond: number | null;
   finishReason: string | null;
+  attentionLoss: number | null;
   timeMs: number;
   /** Null when the case ran; otherwise why it failed ('timeout: ...', an error message). Failed cases score 0. */
   error: string | null;
@@ -123,7 +126,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promi
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-function baseRecord(o: RunOptions, c: EvalCase): Omit<EvalResult, 'promptTokens' | 'expected' | 'output' | 'outputIds' | 'score' | 'exact' | 'footprint' | 'peak' | 'kvBytesAllocated' | 'kvBytesInUse' | 'prefillTokensPerSecond' | 'decodeTokensPerSecond' | 'finishReason' | 'timeMs' | 'error' | 'finishedAt'> {
+function baseRecord(o: RunOptions, c: EvalCase): Omit<EvalResult, 'promptTokens' | 'expected' | 'output' | 'outputIds' | 'score' | 'exact' | 'footprint' | 'peak' | 'kvBytesAllocated' | 'kvBytesInUse' | 'prefillTokensPerSecond' | 'decodeTokensPerSecond' | 'finishReason' | 'attentionLoss' | 'timeMs' | 'error' | 'finishedAt'> {
   return {
     id: c.id, spec: o.specName, backend: o.backend.name, model: c.model.id, task: c.task, taskLabel: c.taskLabel, contextLength: c.contextLength,
     depth: c.depth, seed: c.seed, taskParams: c.taskParams, policy: c.policy.name, policyLabel: c.policyLabel, budgetFraction: c.budgetFraction,
@@ -149,7 +152,7 @@ export async function runCases(o: RunOptions): Promise<RunSummary> {
       const record = (fields: Partial<EvalResult>): EvalResult => ({
         ...base, promptTokens: prompt?.ids.length ?? null, expected: prompt?.expected ?? null, output: null, outputIds: null, score: 0, exact: 0,
         footprint: null, peak: null, kvBytesAllocated: null, kvBytesInUse: null, prefillTokensPerSecond: null, decodeTokensPerSecond: null,
-        finishReason: null, timeMs: now() - t0, error: null, finishedAt: new Date().toISOString(), ...fields,
+        finishReason: null, attentionLoss: null, timeMs: now() - t0, error: null, finishedAt: new Date().toISOString(), ...fields,
       });
       tick(c.id);
       let result: EvalResult;
@@ -169,7 +172,7 @@ export async function runCases(o: RunOptions): Promise<RunSummary> {
         result = record({
           promptTokens: out.promptTokens, output: out.text, outputIds: out.ids, score, exact: exactMatch(out.text, p.expected), footprint: out.footprint,
           peak: out.peak, kvBytesAllocated: out.kvBytesAllocated, kvBytesInUse: out.kvBytesInUse, prefillTokensPerSecond: out.prefillTokensPerSecond,
-          decodeTokensPerSecond: out.decodeTokensPerSecond, finishReason: out.finishReason,
+          decodeTokensPerSecond: out.decodeTokensPerSecond, finishReason: out.finishReason, attentionLoss: out.attentionLoss ?? null,
         });
       } catch (e) {
         failed++;

@@ -70,7 +70,16 @@ export interface EvalSpec {
   prefillChunk?: number;
   /** Per-case limit (default 120000 ms); a case past it is recorded as a failure. */
   timeoutMs?: number;
+  /**
+   * Extra measurements per case. 'attentionLoss' (Node back end): the full-attention mass on
+   * evicted entries while the generated tokens are teacher-forced after the prompt
+   * (src/metrics); it runs an oracle and a second compressed engine, about 3x the cost.
+   */
+  metrics?: EvalMetric[];
 }
+
+export type EvalMetric = 'attentionLoss';
+const METRICS: readonly EvalMetric[] = ['attentionLoss'];
 
 /** One run: a model, one task sample, one policy at one budget. */
 export interface EvalCase {
@@ -96,6 +105,7 @@ export interface EvalCase {
   budget: number | null;
   policy: PolicySpec;
   timeoutMs: number;
+  metrics: EvalMetric[];
 }
 
 const FILLERS = ['repeated', 'brown-heldout', 'nlp-heldout'];
@@ -140,7 +150,7 @@ function int(x: unknown, where: string, min: number, max = Number.MAX_SAFE_INTEG
 /** Checks the shape of a parsed JSON spec and returns it typed; throws EvalSpecError. */
 export function validateSpec(raw: unknown): EvalSpec {
   if (!isRecord(raw)) fail('bad-spec', 'A spec is a JSON object.');
-  const known = new Set(['name', 'description', 'models', 'tasks', 'policies', 'budgets', 'prefillChunk', 'timeoutMs']);
+  const known = new Set(['name', 'description', 'models', 'tasks', 'policies', 'budgets', 'prefillChunk', 'timeoutMs', 'metrics']);
   for (const k of Object.keys(raw)) if (!known.has(k)) fail('bad-spec', `Unknown spec field '${k}' (fields: ${[...known].join(', ')}).`);
   if (typeof raw.name !== 'string' || !raw.name) fail('bad-spec', 'spec.name must be a non-empty string.');
   if (!Array.isArray(raw.models) || raw.models.length === 0) fail('bad-spec', 'spec.models must be a non-empty list.');
@@ -185,6 +195,9 @@ export function validateSpec(raw: unknown): EvalSpec {
   raw.budgets.forEach((b, i) => parseFraction(b as string | number, `budgets[${i}]`));
   if (raw.prefillChunk !== undefined) int(raw.prefillChunk, 'spec.prefillChunk', 1, 4096);
   if (raw.timeoutMs !== undefined) int(raw.timeoutMs, 'spec.timeoutMs', 1);
+  if (raw.metrics !== undefined && (!Array.isArray(raw.metrics) || raw.metrics.some((m) => !METRICS.includes(m as EvalMetric)))) {
+    fail('bad-spec', `spec.metrics must be a list of ${METRICS.join(', ')}.`);
+  }
   return { ...(raw as unknown as EvalSpec), models, tasks, policies };
 }
 
@@ -243,6 +256,7 @@ export function expandSpec(spec: EvalSpec): EvalCase[] {
   const ids = new Set<string>();
   const prefillChunk = spec.prefillChunk ?? 128;
   const timeoutMs = spec.timeoutMs ?? 120_000;
+  const metrics = spec.metrics ?? [];
   for (const m of spec.models) {
     const model = { id: m.id, path: m.path.replace(/\/+$/, ''), format: m.format ?? 'plain', ...(m.ensureFixture ? { ensureFixture: m.ensureFixture } : {}) };
     for (const t of spec.tasks) {
@@ -260,7 +274,7 @@ export function expandSpec(spec: EvalSpec): EvalCase[] {
           cases.push({
             id, variant, sampleKey, model, task: t.task, taskLabel, contextLength: t.contextLength, prefillChunk: Math.min(prefillChunk, t.contextLength),
             depth, seed, filler: t.filler ?? 'repeated', taskParams: t.params ?? {}, maxTokens: t.maxTokens ?? null,
-            policyLabel: v.label, budgetFraction: v.fraction, budget: v.budget, policy: v.policy, timeoutMs,
+            policyLabel: v.label, budgetFraction: v.fraction, budget: v.budget, policy: v.policy, timeoutMs, metrics,
           });
         }
       }

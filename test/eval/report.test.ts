@@ -12,7 +12,7 @@ function result(policy: string, fraction: number, seed: number, score: number, f
     contextLength: 1024, depth: 0.5, seed, taskParams: {}, policy, policyLabel: policy, budgetFraction: fraction, budget: policy === 'full' ? null : fraction * 1024,
     policySpec: { name: policy }, scorer: 'number-match', promptTokens: 1000, expected: ' 1', output: error ? null : ' 1', outputIds: error ? null : [1],
     score: error ? 0 : score, exact: error ? 0 : score, footprint: error ? null : footprint, peak: error ? null : footprint * 0.9, kvBytesAllocated: error ? null : 1000,
-    kvBytesInUse: error ? null : 900, prefillTokensPerSecond: error ? null : 100, decodeTokensPerSecond: error ? null : 10, finishReason: error ? null : 'stop',
+    kvBytesInUse: error ? null : 900, prefillTokensPerSecond: error ? null : 100, decodeTokensPerSecond: error ? null : 10, finishReason: error ? null : 'stop', attentionLoss: error ? null : 1 - footprint,
     timeMs: 10, error, finishedAt: '2026-01-01T00:00:00Z',
   };
 }
@@ -34,6 +34,8 @@ describe('eval report', () => {
     const cell = (p: string, f: number) => g!.cells.find((c) => c.policyLabel === p && c.budgetFraction === f)!;
     expect(cell('streaming', 0.125).score).toBe(0.5);
     expect(cell('random', 0.5)).toMatchObject({ n: 2, errors: 1, score: 0, footprint: 0.6 });
+    expect(cell('streaming', 0.125).attentionLoss).toBeCloseTo(0.8);
+    expect(cell('full', 1).attentionLoss).toBe(0);
     expect(g!.critical).toEqual([
       { policyLabel: 'random', value: null, note: 'below 90% of full at every budget' },
       { policyLabel: 'streaming', value: 0.35, note: '' },

@@ -52,4 +52,24 @@ describe('eval smoke run (Node back end)', () => {
       await backend.close();
     }
   });
+
+  it('records attention loss when the spec asks for it: 0 for the full cache, > 0 when evicting', async () => {
+    const spec = readSpec(join(ROOT, 'e2e/eval/smoke.json'));
+    const one = { ...spec, name: 'smoke-attn', metrics: ['attentionLoss' as const], policies: [{ name: 'full' }, { name: 'streaming' }], budgets: ['1/4'], tasks: [{ ...spec.tasks[0]!, samples: 1 }] };
+    const out = join(mkdtempSync(join(tmpdir(), 'kvscope-smoke-')), 'attn.jsonl');
+    const store = new ModelStore();
+    const backend = new NodeBackend(ROOT, (c) => store.load(c));
+    try {
+      const s = await runEval({ spec: one, out, backend, store });
+      expect(s).toMatchObject({ ran: 2, failed: 0 });
+      const rs = readResults(out);
+      const full = rs.find((r) => r.policy === 'full')!;
+      const streaming = rs.find((r) => r.policy === 'streaming')!;
+      expect(full.attentionLoss).toBeCloseTo(0, 6);
+      expect(streaming.attentionLoss).toBeGreaterThan(0);
+      expect(streaming.attentionLoss).toBeLessThanOrEqual(1);
+    } finally {
+      await backend.close();
+    }
+  });
 });

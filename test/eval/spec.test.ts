@@ -66,6 +66,7 @@ describe('eval spec', () => {
     expect(specError({ ...base(), policies: ['full', 'full'] }).code).toBe('duplicate-case');
     expect(specError({ ...base(), extra: 1 }).code).toBe('bad-spec');
     expect(specError({ ...base(), models: [] }).code).toBe('bad-spec');
+    expect(specError({ ...base(), metrics: ['perplexity'] }).code).toBe('bad-spec');
   });
 
   it('parses fractions and shards', () => {
