@@ -143,7 +143,7 @@ export class Engine {
       throw new InvalidArgumentError(`contextLength must be an integer in [1, ${cfg.contextLength}] (the model's context), got ${options.contextLength}.`);
     }
     const rows = Math.min(chunk, ctx);
-    const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads });
+    const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads, family: cfg.family });
     const source = resolveSharing(options.sharing, cfg);
     let model: GpuModel;
     try {
@@ -182,7 +182,7 @@ export class Engine {
    */
   setPolicy(spec: PolicySpec): void {
     if (this.busy) throw new InvalidArgumentError('setPolicy cannot run while generating; it applies from the next call.');
-    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads });
+    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, family: this.config.family });
   }
 
   /**

@@ -36,6 +36,8 @@ export interface PolicyContext {
   chunk: number;
   numLayers: number;
   numKvHeads: number;
+  /** The model family, for per-family defaults (e.g. LazyEviction's alpha). */
+  family?: 'llama' | 'qwen2';
 }
 
 export interface CachePolicy {
@@ -68,6 +70,8 @@ export interface CachePolicy {
    * cache tracks the layout on the CPU.
    */
   dynamic?(p: ParamValues): { lag: number; keep: number; sinks: number };
+  /** Defaults that depend on the model (applied before the spec's own values). */
+  familyDefaults?(family: 'llama' | 'qwen2'): ParamValues;
   /** Extra checks beyond parameter ranges. */
   check?(budget: number, p: ParamValues): void;
 }

@@ -245,6 +245,13 @@ describe('cache policies: budgets, memory and bad input', () => {
     fresh.unload();
   });
 
+  it('LazyEviction takes the authors\u2019 per-family alpha unless the spec sets one', () => {
+    const base = { context: 128, chunk: 8, numLayers: 3, numKvHeads: 2 };
+    expect(resolvePolicy({ name: 'lazy-eviction', budget: 64 }, { ...base, family: 'qwen2' }).params.alpha).toBe(1e-4);
+    expect(resolvePolicy({ name: 'lazy-eviction', budget: 64 }, { ...base, family: 'llama' }).params.alpha).toBe(5e-4);
+    expect(resolvePolicy({ name: 'lazy-eviction', budget: 64, params: { alpha: 0.01 } }, { ...base, family: 'qwen2' }).params.alpha).toBe(0.01);
+  });
+
   it('bad specs give typed errors naming the parameter and its range, and the engine stays usable', async () => {
     const ctx = { context: 128, chunk: 8, numLayers: 3, numKvHeads: 2 };
     const bad: [PolicySpec, RegExp][] = [

@@ -18,6 +18,8 @@ export const lazyEviction: CachePolicy = {
   ],
   usesBudget: true,
   needsAttention: true,
+  // The authors' defaults: Qwen family 1e-4, Llama family 5e-4.
+  familyDefaults: (family) => ({ alpha: family === 'qwen2' ? 1e-4 : 5e-4 }),
   // a = L, b = M (f32 holds positions exactly up to 2^24).
   statUpdate: (p) => `if (isNew) { a = f32(pos) - 1.0; b = 0.0; }
   if (mass >= ${f32Literal(p.alpha!)}) { b = max(b, t - a); a = t; }`,

@@ -52,7 +52,8 @@ export interface ResolvedPolicy {
 /** Validates a spec against the model and returns what the cache allocates. */
 export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPolicy {
   const policy = getPolicy(spec.name);
-  const params = resolveParams(policy, spec.params as Record<string, unknown> | undefined);
+  const given = { ...(ctx.family ? policy.familyDefaults?.(ctx.family) : {}), ...(spec.params as Record<string, unknown> | undefined) };
+  const params = resolveParams(policy, given);
   if (policy.dynamic) {
     if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' is set by its ratio, not a budget.`);
     if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' does not compose with the chunked or adakv wrappers.`);
