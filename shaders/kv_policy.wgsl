@@ -14,6 +14,8 @@
 // GATHER  (grid: ceil(capacity/64) x nKV): copies kept entries (key, value, position, stats)
 //         into scratch at their new slots, bit for bit.
 // SCATTER (grid: ceil(capacity/64) x nKV): copies scratch back and sets the new length.
+// Gather and scatter skip the slots before the first one that changes (all of them when
+// nothing is evicted; those before the evicted entry on a decode step).
 // Entry stats: st[(kv * capacity + j) * 2 + {0, 1}] (f32).
 struct Params {
   nH: u32, nKV: u32, hd: u32, capacity: u32,
@@ -84,6 +86,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 
 const WG: u32 = 256u;
 var<workgroup> red: array<u32, 256>;
+var<workgroup> redK: array<u32, 256>;
 
 // f32 -> u32 with the same order (larger float, larger key).
 fn orderKey(x: f32) -> u32 {
@@ -154,7 +157,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     for (var h = h0; h < h1; h++) {
       let n = lens[p.layerBase + h];
       for (var j = lid.x; j < n; j += WG) { newSlot[h * p.capacity + j] = j; }
-      if (lid.x == 0u) { newLens[h] = n; }
+      if (lid.x == 0u) {
+        newLens[h] = n;
+        newLens[p.nKV + h] = n; // nothing moves
+      }
     }
     return;
   }
@@ -169,6 +175,43 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
   storageBarrier();
   workgroupBarrier();
+#if !ADAKV
+  // Decode steps evict exactly one entry: the lowest key, and among equal keys the highest
+  // slot (the tie rule keeps earlier entries). One reduction instead of the bitwise search;
+  // only the entries after it move.
+  if (total == budget + 1u) {
+    let base = h0 * p.capacity;
+    var best = 0xffffffffu;
+    var bestSlot = 0u;
+    for (var j = lid.x; j < total; j += WG) {
+      let k = okey[base + j];
+      if (k < best || (k == best && j > bestSlot)) { best = k; bestSlot = j; }
+    }
+    redK[lid.x] = best;
+    red[lid.x] = bestSlot;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+      if (lid.x < s) {
+        let k2 = redK[lid.x + s];
+        let j2 = red[lid.x + s];
+        if (k2 < redK[lid.x] || (k2 == redK[lid.x] && j2 > red[lid.x])) { redK[lid.x] = k2; red[lid.x] = j2; }
+      }
+      workgroupBarrier();
+    }
+    let e = red[0];
+    for (var j = lid.x; j < total; j += WG) {
+      newSlot[base + j] = select(select(j - 1u, j, j < e), NONE, j == e);
+    }
+    if (lid.x == 0u) {
+      newLens[h0] = budget;
+      newLens[p.nKV + h0] = e;
+    }
+    return;
+  }
+#endif
+  if (lid.x == 0u) {
+    for (var h = h0; h < h1; h++) { newLens[p.nKV + h] = 0u; }
+  }
   // Largest threshold T with count(key >= T) >= budget, built bit by bit.
   var thr = 0u;
   for (var bit = 31i; bit >= 0i; bit--) {
@@ -251,12 +294,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 @group(0) @binding(6) var<storage, read_write> sKV: array<f32>;
 @group(0) @binding(7) var<storage, read_write> sMeta: array<u32>;
 @group(0) @binding(8) var<uniform> p: Params;
+// newLens: [new length per head | first slot whose entry changes per head]; slots before it stay.
+@group(0) @binding(9) var<storage, read> firstChanged: array<u32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let kv = g.y;
   let j = g.x;
-  if (j >= lens[p.layerBase + kv]) { return; }
+  if (j >= lens[p.layerBase + kv] || j < firstChanged[p.nKV + kv]) { return; }
   let ns = newSlot[kv * p.capacity + j];
   if (ns == NONE) { return; }
   let src = (kv * p.capacity + j) * p.hd;
@@ -289,7 +334,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let j = g.x;
   let n = newLens[kv];
   if (j == 0u) { lens[p.layerBase + kv] = n; }
-  if (j >= n) { return; }
+  if (j >= n || j < newLens[p.nKV + kv]) { return; }
   let src = (kv * p.capacity + j) * 2u * p.hd;
   let dst = (kv * p.capacity + j) * p.hd;
   for (var d = 0u; d < p.hd; d++) {

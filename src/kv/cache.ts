@@ -99,7 +99,7 @@ export class KvCache {
     };
     const okey = gpu.storage(nKV * capMax * 4, 'kv.select.keys', 'kv-scratch');
     const newSlot = gpu.storage(nKV * capMax * 4, 'kv.select.slots', 'kv-scratch');
-    const newLens = gpu.storage(nKV * 4, 'kv.select.lengths', 'kv-scratch');
+    const newLens = gpu.storage(2 * nKV * 4, 'kv.select.lengths', 'kv-scratch');
     const sKV = gpu.storage(nKV * capMax * 2 * hd * 4, 'kv.compact.kv', 'kv-scratch');
     const sMeta = gpu.storage(nKV * capMax * 3 * 4, 'kv.compact.meta', 'kv-scratch');
     const seed = policy.params.seed ?? 0;
@@ -127,7 +127,7 @@ export class KvCache {
       }
       this.actOps.push([
         gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [policy.adakv ? 1 : nKV], 'kv.select'),
-        gpu.op(kernelSource(policySrc, { ...defines, GATHER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newSlot, sKV, sMeta, params], [groups, nKV], 'kv.gather'),
+        gpu.op(kernelSource(policySrc, { ...defines, GATHER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newSlot, sKV, sMeta, params, newLens], [groups, nKV], 'kv.gather'),
         gpu.op(kernelSource(policySrc, { ...defines, SCATTER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newLens, sKV, sMeta, params], [groups, nKV], 'kv.scatter'),
       ]);
     }
