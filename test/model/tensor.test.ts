@@ -27,6 +27,11 @@ describe('f16 / bf16 codecs', () => {
   });
 
   it('f16 encode rounds to nearest even and round-trips every finite f16 value', () => {
+    expect(f32ToF16Bits(1)).toBe(0x3c00);
+    expect(f32ToF16Bits(-2)).toBe(0xc000);
+    expect(f32ToF16Bits(65504)).toBe(0x7bff);
+    expect(f32ToF16Bits(2 ** -24)).toBe(0x0001);
+    expect(decodeToFloat32('f16', halves([0x3555]))[0]).toBeCloseTo(0.333251953125, 12);
     expect(f32ToF16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie -> even
     expect(f32ToF16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie -> even (up)
     expect(f32ToF16Bits(65520)).toBe(0x7c00); // overflows to infinity
@@ -46,6 +51,7 @@ describe('f16 / bf16 codecs', () => {
     expect(f32ToBf16Bits(1 + 2 ** -8)).toBe(0x3f80); // tie -> even
     expect(f32ToBf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
     expect(f32ToBf16Bits(1 + 2 ** -8 + 2 ** -20)).toBe(0x3f81);
+    expect(decodeToFloat32('bf16', halves([0xc040]))[0]).toBe(-3);
     expect(Number.isNaN(decodeToFloat32('bf16', halves([f32ToBf16Bits(NaN)]))[0])).toBe(true);
   });
 

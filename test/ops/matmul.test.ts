@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { decodeToFloat32, encodeFromFloat32 } from '../../src/model/tensor';
 import type { Gpu } from '../../src/gpu/device';
 import { UnsupportedError } from '../../src/errors';
 import {
@@ -15,65 +16,10 @@ import {
 import { randn, rng, testGpu } from '../gpu';
 
 // ---- 16-bit encoders / decoders (round to nearest, ties to even), independent of the GPU code ----
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-function f16Bits(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 2 ** (shift - 1);
-    let r = Math.floor(mant / 2 ** shift);
-    const rem = mant - r * 2 ** shift;
-    if (rem > half || (rem === half && r & 1)) r++;
-    return sign | r;
-  }
-  let r = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++; // a carry into the exponent is the right answer (up to inf)
-  return sign | r;
-}
-
-function f16Value(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >>> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 0x1f) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-function bf16Bits(v: number): number {
-  f32[0] = v;
-  const x = u32[0]!;
-  if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return ((x >>> 16) & 0x8000) | 0x7fc0;
-  return Math.floor((x + 0x7fff + ((x >>> 16) & 1)) / 65536) & 0xffff;
-}
-
-function bf16Value(h: number): number {
-  u32[0] = (h << 16) >>> 0;
-  return f32[0]!;
-}
-
 /** Encodes values in `dtype` (little-endian bytes) and returns the bytes plus what they decode to. */
 function encode(values: Float32Array, dtype: WeightDType): { bytes: Uint8Array; decoded: Float32Array } {
-  if (dtype === 'f32') return { bytes: new Uint8Array(values.slice().buffer), decoded: values.slice() };
-  const bits = new Uint16Array(values.length);
-  const decoded = new Float32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    bits[i] = dtype === 'f16' ? f16Bits(values[i]!) : bf16Bits(values[i]!);
-    decoded[i] = dtype === 'f16' ? f16Value(bits[i]!) : bf16Value(bits[i]!);
-  }
-  return { bytes: new Uint8Array(bits.buffer), decoded };
+  const bytes = encodeFromFloat32(values, dtype);
+  return { bytes, decoded: decodeToFloat32(dtype, bytes) };
 }
 
 // ---- plain TypeScript reference ----
@@ -180,25 +126,6 @@ async function runCase(c: Case, seed: number): Promise<void> {
 /** A Gpu whose dispatch limit is tiny, so ordinary sizes exercise the 2-D workgroup grid. */
 const tinyGrid = (gpu: Gpu): Gpu => Object.create(gpu, { maxWorkgroupsPerDim: { value: 7 } }) as Gpu;
 
-describe('16-bit encoders used by the tests', () => {
-  it('round to nearest even', () => {
-    expect(f16Bits(1)).toBe(0x3c00);
-    expect(f16Bits(-2)).toBe(0xc000);
-    expect(f16Bits(65504)).toBe(0x7bff);
-    expect(f16Bits(65520)).toBe(0x7c00); // ties to even rounds up into inf
-    expect(f16Bits(1 + 2 ** -11)).toBe(0x3c00); // tie, even stays
-    expect(f16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02); // tie, odd rounds up
-    expect(f16Bits(2 ** -24)).toBe(0x0001);
-    expect(f16Bits(2 ** -25)).toBe(0x0000); // tie to even (zero)
-    expect(f16Bits(1.5 * 2 ** -25)).toBe(0x0001);
-    expect(f16Value(0x3555)).toBeCloseTo(0.333251953125, 12);
-    expect(bf16Bits(1)).toBe(0x3f80);
-    expect(bf16Bits(1 + 2 ** -8)).toBe(0x3f80); // tie, even stays
-    expect(bf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82); // tie, odd rounds up
-    expect(bf16Value(0xc040)).toBe(-3);
-  });
-});
-
 describe('matvec', () => {
   const dtypes: WeightDType[] = ['f32', 'f16', 'bf16'];
   const schedules: MatvecSchedule[] = ['rows', 'coop'];
@@ -241,10 +168,11 @@ describe('matvec', () => {
         return gpu.readF32(y, 4);
       };
       // x picks out one column at a time, so y[0] = W[0, col] exactly.
+      const specialValues = decodeToFloat32('f16', new Uint8Array(new Uint16Array(specials).buffer));
       for (let col = 0; col < K; col++) {
         const x = new Float32Array(K);
         x[col] = 1;
-        expect((await run(x))[0]! + 0).toBe(f16Value(specials[col]!) + 0); // + 0: the f32 sum starts at +0, so -0 reads as +0
+        expect((await run(x))[0]! + 0).toBe(specialValues[col]! + 0); // + 0: the f32 sum starts at +0, so -0 reads as +0
       }
       const got = await run(new Float32Array(K).fill(1));
       expect(got[1]).toBe(Infinity);
