@@ -51,3 +51,16 @@ export function encode16(values: Float32Array, dtype: 'f16' | 'bf16'): { bytes: 
   const bytes = encodeFromFloat32(values, dtype);
   return { bytes, decoded: decodeToFloat32(dtype, bytes) };
 }
+
+/**
+ * IEEE half bits -> number, written independently of src/model/tensor so tests that check the
+ * model layer's own decoding (e.g. the q4 codec) have an oracle of their own.
+ */
+export function f16BitsToF32(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
