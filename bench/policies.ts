@@ -10,7 +10,7 @@
  *    (1) stopped, decode steps are driven through GpuModel.stepOps,
  *    interleaved step by step (phase flipped every 32 steps, so A and B get the same number
  *    of due steps for any `every` dividing 32): A runs the step as the engine does, B drops
- *    the policy's own dispatches (labels kv.mass, kv.select, kv.gather, kv.scatter). Without
+ *    the policy's own dispatches (labels kv.mass, kv.select, kv.gather, kv.scatter, and kv.select-compact, the fused decode-step form). Without
  *    them the cache grows by one entry per B step until the next A step compacts it, which
  *    the policy's allocation (bound = budget + chunk) absorbs; the bench checks the capacity
  *    first and skips the policy otherwise.
@@ -66,7 +66,7 @@ const SNAPSHOT_POLICIES: PolicySpec[] = (() => {
   const names = i < 0 ? ['full', 'h2o'] : process.argv[i + 1]!.split(',').filter((n) => n !== 'none');
   return names.map((n) => (n === 'full' ? { name: n } : { name: n, budget: BUDGET }));
 })();
-const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter']);
+const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter', 'kv.select-compact']);
 if (PROMPT + DECODE + 1 + 4 * BLOCK > CONTEXT) throw new Error(`prompt + decode + ${4 * BLOCK} policy-share steps must fit the context of ${CONTEXT}`);
 if (PROMPT + 3 + 3 * ROUNDS * (DECODE + 1) > CONTEXT) throw new Error(`prompt + ${3 * ROUNDS} snapshot-bench calls of ${DECODE + 1} tokens must fit the context of ${CONTEXT}`);
 

@@ -74,10 +74,20 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 #endif
 
 #if SELECT
+#if INPLACE
+// Select and compact in one dispatch: the kept entries move down in place (see compactInPlace).
+@group(0) @binding(0) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(1) var<storage, read_write> posc: array<u32>;
+@group(0) @binding(2) var<storage, read_write> st: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lens: array<u32>;
+@group(0) @binding(9) var<storage, read_write> vc: array<f32>;
+var<workgroup> wU: u32;
+#else
 @group(0) @binding(0) var<storage, read> kc: array<f32>;
 @group(0) @binding(1) var<storage, read> posc: array<u32>;
 @group(0) @binding(2) var<storage, read> st: array<f32>;
 @group(0) @binding(3) var<storage, read> lens: array<u32>;
+#endif
 @group(0) @binding(4) var<storage, read_write> okey: array<u32>;
 @group(0) @binding(5) var<storage, read_write> newSlot: array<u32>;
 @group(0) @binding(6) var<storage, read_write> newLens: array<u32>;
@@ -140,6 +150,72 @@ fn reduceSum(lid: u32, v: u32) -> u32 {
   return total;
 }
 
+#if INPLACE
+// A value every invocation agrees on (thread 0's), as the uniformity analysis requires for
+// loop bounds around barriers: lengths live in a read_write buffer here.
+fn uniformU32(t: u32, v: u32) -> u32 {
+  workgroupBarrier();
+  if (t == 0u) { wU = v; }
+  return workgroupUniformLoad(&wU);
+}
+
+// In-place compaction after selection. The kept entries' new slots never exceed their old
+// ones and keep their order, so for keys and values an element e = slot * hd + d moves to
+// newSlot * hd + d <= e: reading blocks of 256 elements in increasing order, with a barrier
+// between a block's reads and its writes, never overwrites an element not yet read. Only
+// the slots from the first changed one on move (none when nothing is evicted).
+fn compactInPlace(h0: u32, h1: u32, t: u32) {
+  for (var h = h0; h < h1; h++) {
+    let first = uniformU32(t, newLens[p.nKV + h]);
+    let n = uniformU32(t, lens[p.layerBase + h]);
+    let base = h * p.capacity;
+    let e1 = n * p.hd;
+    for (var b = first * p.hd; b < e1; b += WG) {
+      let e = b + t;
+      var dst = NONE;
+      var kx = 0.0;
+      var vx = 0.0;
+      if (e < e1) {
+        let j = e / p.hd;
+        let ns = newSlot[base + j];
+        if (ns != NONE) {
+          dst = (base + ns) * p.hd + (e - j * p.hd);
+          kx = kc[base * p.hd + e];
+          vx = vc[base * p.hd + e];
+        }
+      }
+      storageBarrier();
+      if (dst != NONE) {
+        kc[dst] = kx;
+        vc[dst] = vx;
+      }
+      storageBarrier();
+    }
+    for (var b = first; b < n; b += WG) {
+      let j = b + t;
+      var ns = NONE;
+      var ps = 0u;
+      var a = 0.0;
+      var c = 0.0;
+      if (j < n) {
+        ns = newSlot[base + j];
+        ps = posc[base + j];
+        a = st[(base + j) * 2u];
+        c = st[(base + j) * 2u + 1u];
+      }
+      storageBarrier();
+      if (ns != NONE) {
+        posc[base + ns] = ps;
+        st[(base + ns) * 2u] = a;
+        st[(base + ns) * 2u + 1u] = c;
+      }
+      storageBarrier();
+    }
+    if (t == 0u) { lens[p.layerBase + h] = newLens[h]; }
+  }
+}
+#endif
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #if ADAKV
@@ -151,8 +227,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let h1 = wg.x + 1u;
   let budget = p.budget;
 #endif
-  var total = 0u;
-  for (var h = h0; h < h1; h++) { total += lens[p.layerBase + h]; }
+  var t0 = 0u;
+  for (var h = h0; h < h1; h++) { t0 += lens[p.layerBase + h]; }
+#if INPLACE
+  let total = uniformU32(lid.x, t0);
+  if (total <= budget) { return; }
+#else
+  let total = t0;
+#endif
   if (total <= budget) {
     for (var h = h0; h < h1; h++) {
       let n = lens[p.layerBase + h];
@@ -206,6 +288,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       newLens[h0] = budget;
       newLens[p.nKV + h0] = e;
     }
+#if INPLACE
+    storageBarrier();
+    compactInPlace(h0, h1, lid.x);
+#endif
     return;
   }
 #endif
@@ -281,6 +367,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     eqConsumed += reduceSum(lid.x, eq);
   }
+#if INPLACE
+  storageBarrier();
+  compactInPlace(h0, h1, lid.x);
+#endif
 }
 #endif
 

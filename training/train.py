@@ -47,11 +47,13 @@ def load_jsonl(path):
 
 
 def parse_stages(spec: str):
-    """'128:600:32,256:700:16' -> [(row_len, steps, rows_per_batch), ...]"""
+    """'128:300:16:1.0,256:700:16' -> [(row_len, steps, rows_per_batch, p_repeat or None), ...].
+    The optional fourth field overrides --p-repeat for that stage (1.0 = only repeated random
+    segments: the induction-head bootstrap stage)."""
     out = []
     for part in spec.split(","):
-        t, s, b = part.split(":")
-        out.append((int(t), int(s), int(b)))
+        f = part.split(":")
+        out.append((int(f[0]), int(f[1]), int(f[2]), float(f[3]) if len(f) > 3 else None))
     return out
 
 
@@ -162,6 +164,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue from runs/<run>/ckpt.pt (with optimizer state)")
     ap.add_argument("--init", default=None, help="start from a slim checkpoint's weights and step instead")
+    ap.add_argument("--restart-schedule", action="store_true",
+                    help="with --init: keep the weights but run the stages and lr schedule from step 0")
     ap.add_argument("--config", default="{}", help="JSON overrides of LlamaConfig")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "runs"))
     args = ap.parse_args()
@@ -196,7 +200,12 @@ def main():
         ck = torch.load(args.init, map_location=DEVICE)
         model.load_state_dict(ck["model"])
         step, t_used = ck["step"], ck.get("seconds", 0.0)
-        print(f"initialised from {args.init} at step {step} (optimizer state not kept)", flush=True)
+        if args.restart_schedule:
+            print(f"initialised from {args.init} (trained {step} steps, {t_used/60:.1f} min); schedule restarts at step 0",
+                  flush=True)
+            step, t_used = 0, 0.0
+        else:
+            print(f"initialised from {args.init} at step {step} (optimizer state not kept)", flush=True)
     print(f"params {model.num_params():,}  config {json.dumps(cfg.to_dict())}", flush=True)
 
     eval_sets = {}
@@ -221,21 +230,25 @@ def main():
     last_ckpt = time.time()
     t0 = time.time() - t_used
     done = 0
-    for row_len, steps, rows in stages:
+    for row_len, steps, rows, p_rep in stages:
+        p_rep = args.p_repeat if p_rep is None else p_rep
         if step >= done + steps:
             done += steps
             continue
         path = os.path.join(args.data, f"train-{row_len}.jsonl")
-        if path not in data_cache:
+        if p_rep >= 1.0:
+            samples = []  # only repeated random segments: no data file needed
+        elif path not in data_cache:
             data_cache.clear()
             data_cache[path] = load_jsonl(path)
-        samples = data_cache[path]
+        if p_rep < 1.0:
+            samples = data_cache[path]
         while step < done + steps:
             lr = lr_at(step, total, args.lr, args.warmup, args.decay_frac)
             for g in opt.param_groups:
                 g["lr"] = lr
             ids, tgt, w, pos, mask = make_batch(samples, row_len, rows, rng, args.answer_weight,
-                                                args.max_pos, args.p_skip_pos, args.p_repeat)
+                                                args.max_pos, args.p_skip_pos, p_rep)
             ids, tgt, w, pos, mask = (t.to(DEVICE) for t in (ids, tgt, w, pos, mask))
             logits = model(ids, positions=pos, mask=mask)
             ce = F.cross_entropy(logits.view(-1, cfg.vocab_size), tgt.view(-1), reduction="none")

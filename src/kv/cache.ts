@@ -37,6 +37,8 @@ export class KvCache {
   readonly mass: { scores: GPUBuffer; ml: GPUBuffer } | undefined;
   private massOps: Op[] = [];
   private actOps: Op[][] = [];
+  /** Decode steps: select and compact in place, one dispatch per layer instead of three. */
+  private decodeOps: Op[] = [];
   private readonly every: number;
   /** Σ over steps of rows x (tokens so far): the full cache's footprint under the same chunking. */
   private fullFootprint = 0;
@@ -125,6 +127,9 @@ export class KvCache {
         const last = readers[l]![readers[l]!.length - 1]!;
         this.massOps[last] = gpu.op(kernelSource(policySrc, { ...defines, MASS: true }), [this.mass.scores, this.mass.ml, c.stats, c.pos, this.lens, params, step.buffer], [groups, nKV], 'kv.mass');
       }
+      this.decodeOps.push(
+        gpu.op(kernelSource(policySrc, { ...defines, SELECT: true, INPLACE: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer, c.v], [policy.adakv ? 1 : nKV], 'kv.select-compact'),
+      );
       this.actOps.push([
         gpu.op(kernelSource(policySrc, { ...defines, SELECT: true }), [c.k, c.pos, c.stats, this.lens, okey, newSlot, newLens, params, step.buffer], [policy.adakv ? 1 : nKV], 'kv.select'),
         gpu.op(kernelSource(policySrc, { ...defines, GATHER: true }), [c.k, c.v, c.pos, c.stats, this.lens, newSlot, sKV, sMeta, params, newLens], [groups, nKV], 'kv.gather'),
@@ -150,7 +155,10 @@ export class KvCache {
     if (!this.policy.budgets) return [];
     if (this.dynamic) return this.partitionOps(rows);
     const due = this.policy.acts === 'prompt-end' ? promptEnd : rows > 1 || (pos0 + rows) % this.every === 0;
-    return due ? this.actOps.flat() : [];
+    if (!due) return [];
+    // A decode step moves few entries (one, for every-step policies): one workgroup per KV
+    // head selects and compacts in place. Prefill chunks use the wide gather/scatter pair.
+    return rows === 1 ? this.decodeOps : this.actOps.flat();
   }
 
   /** LagKV: compresses the first tail partition when the tail reaches 2 x lag (at most one per step, as lag >= chunk). */
