@@ -8,15 +8,24 @@ import { DeviceLostError, InvalidArgumentError, KvscopeError } from '../errors';
 import type { ChatMessage } from '../model/chat-template';
 import type { LoadedModel } from '../model/weights';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
+import { kvCacheBytes } from '../kv/cache';
+import { calibrateSharing } from '../kv/calibrate';
+import { CALIBRATION_TEXTS } from '../kv/calibration-texts';
+import { resolvePolicy } from '../kv/policies/registry';
+import { resolveSharing, type SharingMap } from '../kv/sharing';
 import { listAvailablePolicies } from './policies';
-import type { LoadProgressEvent, ModelInfo, PolicyInfo, SnapshotOptions } from './types';
+import type { CalibrateSharingOptions, CalibrationProgressEvent, LoadProgressEvent, ModelInfo, PolicyInfo, SharingSavings, SnapshotOptions } from './types';
 
 export interface BackendLoadOptions {
   model: string | LoadedModel;
   contextLength?: number;
   prefillChunk?: number;
   policy?: PolicySpec;
+  sharing?: SharingMap | Record<string, number>;
 }
+
+/** A calibration's settings without the callbacks (plain data, for the worker). */
+export type BackendCalibrationOptions = Omit<CalibrateSharingOptions, 'onProgress' | 'signal'>;
 
 export interface BackendRequest {
   messages: ChatMessage[];
@@ -52,6 +61,12 @@ export interface EngineBackend {
   interrupt(): Promise<void>;
   setPolicy(spec: PolicySpec): Promise<void>;
   listPolicies(): Promise<PolicyInfo[]>;
+  /** Runs a KVSharer calibration (the cache is emptied); `interrupt()` aborts it. Never called concurrently with `generate`. */
+  calibrateSharing(options: BackendCalibrationOptions, onProgress?: (p: CalibrationProgressEvent) => void): Promise<SharingMap>;
+  /** Chooses a layer-sharing map (or none) for the next request. */
+  setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void>;
+  /** What a sharing map saves under the policy of the next request. */
+  sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings>;
   /** One listener at a time; `null` stops snapshots. */
   setSnapshotListener(listener: ((s: CacheSnapshot) => void) | null, options?: SnapshotOptions): Promise<void>;
   /** Destroys the GPU device as a real device loss would (tests and fault drills). */
@@ -74,12 +89,57 @@ const now = () => (typeof performance !== 'undefined' ? performance.now() : Date
 
 const notLoaded = () => new KvscopeError('engine-not-loaded', 'No model is loaded: call createEngine() or engine.reload() first.');
 
+function checkInteger(name: string, v: number | undefined, min: number, max: number): void {
+  if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${v}.`);
+}
+
+/** The calibration's token-id samples and target layer count from the API's options. */
+function calibrationInputs(engine: Engine, o: BackendCalibrationOptions): { samples: number[][]; target: number } {
+  const L = engine.config.numLayers;
+  const maxShared = Math.floor(L / 2);
+  let target: number;
+  if (o.targetSharedLayers !== undefined) {
+    if (o.targetFraction !== undefined) throw new InvalidArgumentError('Give targetFraction or targetSharedLayers, not both.');
+    checkInteger('targetSharedLayers', o.targetSharedLayers, 0, maxShared);
+    target = o.targetSharedLayers;
+  } else {
+    const f = o.targetFraction ?? 0.25;
+    if (typeof f !== 'number' || !(f >= 0 && f <= 0.5)) throw new InvalidArgumentError(`targetFraction must be a fraction of the layers in [0, 0.5], got ${f}.`);
+    target = Math.min(Math.round(f * L), maxShared);
+  }
+  checkInteger('sampleTokens', o.sampleTokens, 1, engine.contextLength);
+  checkInteger('sampleCount', o.sampleCount, 1, CALIBRATION_TEXTS.length);
+  if (o.samples !== undefined && o.sampleCount !== undefined) throw new InvalidArgumentError('Give samples or sampleCount, not both.');
+  const n = o.sampleTokens ?? 64;
+  const texts = o.samples ?? CALIBRATION_TEXTS.slice(0, o.sampleCount ?? CALIBRATION_TEXTS.length);
+  if (!Array.isArray(texts)) throw new InvalidArgumentError('samples must be an array of texts or token-id arrays.');
+  const samples = texts.map((t, i) => {
+    if (typeof t === 'string') {
+      if (!engine.tokenizer) throw new InvalidArgumentError('This model has no tokenizer: pass calibration samples as token-id arrays.');
+      return engine.tokenizer.encode(t, { addBos: true }).slice(0, n);
+    }
+    if (!Array.isArray(t)) throw new InvalidArgumentError(`samples[${i}] must be a text or an array of token ids.`);
+    for (const id of t) {
+      if (!Number.isInteger(id) || id < 0 || id >= engine.config.vocabSize) throw new InvalidArgumentError(`samples[${i}] has token id ${id}, outside the vocabulary [0, ${engine.config.vocabSize}).`);
+    }
+    return t.slice();
+  });
+  return { samples, target };
+}
+
+function abortError(): Error {
+  const e = new Error('The calibration was aborted.');
+  e.name = 'AbortError';
+  return e;
+}
+
 /** Hosts an `Engine` on the current thread. */
 export class LocalBackend implements EngineBackend {
   private engine: Engine | null = null;
   private info: ModelInfo | null = null;
   private policy: PolicySpec = { name: 'full' };
   private abort: AbortController | null = null;
+  private calibration: AbortController | null = null;
   private listener: ((s: CacheSnapshot) => void) | null = null;
   private snapshotOptions: SnapshotOptions = {};
   private unsubscribe: (() => void) | null = null;
@@ -96,6 +156,7 @@ export class LocalBackend implements EngineBackend {
       model: options.model,
       ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
       ...(options.prefillChunk !== undefined ? { prefillChunk: options.prefillChunk } : {}),
+      ...(options.sharing ? { sharing: options.sharing } : {}),
       ...(onProgress ? { onProgress } : {}),
     });
     this.engine = engine;
@@ -195,6 +256,56 @@ export class LocalBackend implements EngineBackend {
 
   async interrupt(): Promise<void> {
     this.abort?.abort();
+    this.calibration?.abort();
+  }
+
+  async calibrateSharing(options: BackendCalibrationOptions, onProgress?: (p: CalibrationProgressEvent) => void): Promise<SharingMap> {
+    const engine = this.loaded();
+    const { samples, target } = calibrationInputs(engine, options);
+    const abort = new AbortController();
+    this.calibration = abort;
+    // One fraction over both stages: the statistics pass (one forward pass per sample) counts as
+    // a fifth, the search (up to one pass over the samples per candidate pair) as the rest; it
+    // usually ends early, at the target, so the last event jumps to 1.
+    let last = 0;
+    const report = (stage: CalibrationProgressEvent['stage'], done: number, total: number, fraction: number) => {
+      last = Math.max(last, Math.min(1, fraction));
+      onProgress?.({ stage, done, total, fraction: last });
+    };
+    try {
+      const map = await calibrateSharing(engine, {
+        samples,
+        targetSharedLayers: target,
+        ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
+        ...(options.order !== undefined ? { order: options.order } : {}),
+        signal: abort.signal,
+        onProgress: (p) => report(p.stage, p.done, p.total, p.stage === 'statistics' ? (0.2 * p.done) / p.total : 0.2 + (0.8 * p.done) / p.total),
+      });
+      report('done', 1, 1, 1);
+      return map;
+    } catch (e) {
+      if (engine.gpu.lost && !(e instanceof DeviceLostError)) {
+        throw new DeviceLostError(`The GPU device was lost (${engine.gpu.lost}); call engine.reload() to load the model on a new device.`, { cause: e });
+      }
+      if (abort.signal.aborted && (e as Error)?.name !== 'AbortError') throw abortError();
+      throw e;
+    } finally {
+      if (this.calibration === abort) this.calibration = null;
+    }
+  }
+
+  async setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void> {
+    this.loaded().setSharing(sharing ?? undefined);
+  }
+
+  async sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
+    const engine = this.loaded();
+    const cfg = engine.config;
+    const source = resolveSharing(sharing ?? undefined, cfg);
+    const policy = resolvePolicy(engine.policySpec, { context: engine.contextLength, chunk: engine.prefillChunk, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads, family: cfg.family });
+    const kvBytesAllocated = kvCacheBytes(cfg, policy, source);
+    const kvBytesUnshared = kvCacheBytes(cfg, policy);
+    return { sharedLayers: source.filter((s, l) => s !== l).length, kvBytesAllocated, kvBytesUnshared, kvBytesSaved: kvBytesUnshared - kvBytesAllocated };
   }
 
   async setPolicy(spec: PolicySpec): Promise<void> {
@@ -248,6 +359,7 @@ export class LocalBackend implements EngineBackend {
 
   async unload(): Promise<void> {
     this.abort?.abort();
+    this.calibration?.abort();
     this.unsubscribe?.();
     this.unsubscribe = null;
     const engine = this.engine;

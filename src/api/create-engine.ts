@@ -8,8 +8,10 @@ import type { Engine } from '../engine/engine';
 import { InvalidArgumentError, KvscopeError } from '../errors';
 import type { ChatMessage } from '../model/chat-template';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
+import type { SharingMap } from '../kv/sharing';
 import type { BackendLoadOptions, BackendRequest, BackendResult, EngineBackend, LocalBackend } from './backend';
 import type {
+  CalibrateSharingOptions,
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionFinishReason,
@@ -20,6 +22,7 @@ import type {
   CreateEngineOptions,
   ModelInfo,
   PolicyInfo,
+  SharingSavings,
   SnapshotOptions,
 } from './types';
 
@@ -58,6 +61,27 @@ export interface KvscopeEngine {
   /** The cache policies this build offers, with their parameters (for pickers and specs). */
   listPolicies(): Promise<PolicyInfo[]>;
   /**
+   * Runs a KVSharer calibration on the loaded model (in the worker, queued like a request):
+   * per-layer mean keys and values over the calibration set, then the greedy search that
+   * accepts a (later layer reads an earlier layer's cache) pair while the final hidden states
+   * stay within `threshold` cosine similarity of the original model's, until the target number
+   * of shared layers. Resolves with the sharing map as JSON (`kv-sharing.json`'s format); it
+   * does not apply it (see `setSharing`). The cache is emptied, so the next request prefills its
+   * whole conversation again. `interrupt()` or `signal` abort it (an `AbortError`).
+   */
+  calibrateSharing(options?: CalibrateSharingOptions): Promise<SharingMap>;
+  /**
+   * Chooses a layer-sharing map (or none, with `null`) for the next request; like `setPolicy`,
+   * the cache is then re-allocated (shared layers allocate nothing) and the conversation
+   * prefilled again. A map for another model shape, with chains or with a layer reading a
+   * later layer rejects with `InvalidArgumentError`.
+   */
+  setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void>;
+  /** The sharing map in effect for the next request (`null`: none). */
+  readonly sharing: SharingMap | Record<string, number> | null;
+  /** The KV bytes a sharing map saves under the policy of the next request (validates the map). */
+  sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings>;
+  /**
    * Calls `callback` with cache snapshots while tokens are generated (every `everyTokens`
    * tokens or `everyMs` ms). Returns a function that unsubscribes. Needs the cache manager;
    * without it no snapshots are sent.
@@ -92,6 +116,7 @@ function loadOptions(o: CreateEngineOptions): BackendLoadOptions {
     ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}),
     ...(o.prefillChunk !== undefined ? { prefillChunk: o.prefillChunk } : {}),
     ...(o.policy ? { policy: o.policy } : {}),
+    ...(o.sharing ? { sharing: o.sharing } : {}),
   };
 }
 
@@ -219,6 +244,7 @@ class EngineHandle implements KvscopeEngine {
   private current: { cancelled: boolean } | null = null;
   private listeners = new Map<(s: CacheSnapshot) => void, SnapshotOptions>();
   private currentPolicy: PolicySpec;
+  private currentSharing: SharingMap | Record<string, number> | null;
   private unloaded = false;
 
   constructor(backend: EngineBackend, info: ModelInfo, options: CreateEngineOptions, private readonly worker: boolean) {
@@ -226,6 +252,7 @@ class EngineHandle implements KvscopeEngine {
     this.info = info;
     this.options = options;
     this.currentPolicy = options.policy ?? { name: 'full' };
+    this.currentSharing = options.sharing ?? null;
     const create = ((req: ChatCompletionRequest) => this.create(req)) as ChatCompletions['create'];
     this.chat = { completions: { create } };
   }
@@ -236,6 +263,10 @@ class EngineHandle implements KvscopeEngine {
 
   get policy(): PolicySpec {
     return this.currentPolicy;
+  }
+
+  get sharing(): SharingMap | Record<string, number> | null {
+    return this.currentSharing;
   }
 
   get inWorker(): boolean {
@@ -346,6 +377,39 @@ class EngineHandle implements KvscopeEngine {
     return this.backend.listPolicies();
   }
 
+  calibrateSharing(options: CalibrateSharingOptions = {}): Promise<SharingMap> {
+    if (this.unloaded) return Promise.reject(new KvscopeError('engine-not-loaded', 'The engine was unloaded: call engine.reload() first.'));
+    const { onProgress, signal, ...settings } = options;
+    return this.enqueue(async () => {
+      if (signal?.aborted) {
+        const e = new Error('The calibration was aborted before it started.');
+        e.name = 'AbortError';
+        throw e;
+      }
+      const state = { cancelled: false };
+      this.current = state;
+      const onAbort = () => void this.backend.interrupt().catch(() => undefined);
+      signal?.addEventListener('abort', onAbort);
+      try {
+        return await this.backend.calibrateSharing(settings, onProgress);
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        this.current = null;
+      }
+    });
+  }
+
+  setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void> {
+    return this.enqueue(async () => {
+      await this.backend.setSharing(sharing);
+      this.currentSharing = sharing;
+    });
+  }
+
+  sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
+    return this.enqueue(() => this.backend.sharingSavings(sharing));
+  }
+
   private syncSnapshotListener(): Promise<void> {
     if (this.listeners.size === 0) return this.backend.setSnapshotListener(null);
     // One backend subscription serves every listener; the most recent listener's options win.
@@ -378,6 +442,7 @@ class EngineHandle implements KvscopeEngine {
       this.info = await this.backend.load(loadOptions(merged), merged.onProgress);
       this.options = merged;
       this.currentPolicy = merged.policy ?? { name: 'full' };
+      this.currentSharing = merged.sharing ?? null;
       this.unloaded = false;
       if (this.listeners.size) await this.syncSnapshotListener();
       return this.info;

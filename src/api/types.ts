@@ -6,8 +6,9 @@
 import type { ChatMessage } from '../model/chat-template';
 import type { LoadedModel } from '../model/weights';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
+import type { SharingMap } from '../kv/sharing';
 
-export type { ChatMessage, CacheSnapshot, PolicySpec };
+export type { ChatMessage, CacheSnapshot, PolicySpec, SharingMap };
 
 /** Load progress: bytes read (`download`) then the upload to the GPU (`upload`, fraction 1). */
 export interface LoadProgressEvent {
@@ -27,6 +28,11 @@ export interface CreateEngineOptions {
   model: string | URL | LoadedModel;
   /** The cache policy to start with (default: `{ name: 'full' }`, every entry kept). */
   policy?: PolicySpec;
+  /**
+   * KVSharer layer sharing to start with: a calibrated map (`engine.calibrateSharing()`, or a
+   * saved `kv-sharing.json`) or `{ layer: sourceLayer }` (default: none).
+   */
+  sharing?: SharingMap | Record<string, number>;
   /** Cache capacity in tokens (default: min(model context, 4096)). */
   contextLength?: number;
   /** Prefill chunk size in tokens (default 128). */
@@ -86,6 +92,60 @@ export interface SnapshotOptions {
   everyMs?: number;
   /** Include the kept positions per (layer, KV head) (default false; costs a larger read-back). */
   positions?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------
+// KVSharer calibration
+
+/** Calibration progress; `fraction` never decreases and the last event (`stage: 'done'`) has fraction 1. */
+export interface CalibrationProgressEvent {
+  /** `statistics`: mean keys and values per layer over the samples; `search`: the greedy pair search; `done`: finished. */
+  stage: 'statistics' | 'search' | 'done';
+  /** Samples done (statistics) or candidate pairs considered (search). */
+  done: number;
+  total: number;
+  /** 0..1 over the whole calibration. */
+  fraction: number;
+}
+
+/** The settings of a calibration; everything except `onProgress` and `signal` is plain data (it crosses to the worker). */
+export interface CalibrateSharingOptions {
+  /** Cosine-similarity floor (shared vs. original final hidden states) for accepting a pair, in [-1, 1] (default 0.5). */
+  threshold?: number;
+  /**
+   * Share this fraction of the layers, in [0, 0.5] (default 0.25): round(fraction x layers),
+   * at most half the layers, since a source layer is never itself shared.
+   */
+  targetFraction?: number;
+  /** Share this many layers instead (an integer in [0, layers / 2]); do not combine with `targetFraction`. */
+  targetSharedLayers?: number;
+  /**
+   * The calibration set: texts (tokenized with BOS and cut to `sampleTokens`) or token-id
+   * arrays (used as they are). Default: kvscope's held-out texts (`sampleCount` of them).
+   */
+  samples?: (string | number[])[];
+  /** Without `samples`: how many of the 30 shipped held-out texts to use (default all 30). */
+  sampleCount?: number;
+  /** Tokens per text sample (default 64). */
+  sampleTokens?: number;
+  /** The paper's order tries the most dissimilar pairs first (default); `similar-first` is its ablation. */
+  order?: 'dissimilar-first' | 'similar-first';
+  /** Progress, on the calling thread. */
+  onProgress?: (p: CalibrationProgressEvent) => void;
+  /** Aborts the calibration (queued: it never starts; running: it stops and rejects with an `AbortError`). */
+  signal?: AbortSignal;
+}
+
+/** What a sharing map saves under the policy of the next request (exact: computed as the cache allocates). */
+export interface SharingSavings {
+  /** Layers that read another layer's cache. */
+  sharedLayers: number;
+  /** KV bytes the cache allocates with the map. */
+  kvBytesAllocated: number;
+  /** ... and without it. */
+  kvBytesUnshared: number;
+  /** `kvBytesUnshared - kvBytesAllocated`. */
+  kvBytesSaved: number;
 }
 
 // ---------------------------------------------------------------------------------------

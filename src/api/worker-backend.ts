@@ -6,8 +6,9 @@
 import { proxy, releaseProxy, wrap, type Endpoint, type Remote } from 'comlink';
 import { KvscopeError } from '../errors';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
-import type { BackendLoadOptions, BackendRequest, BackendResult, EngineBackend } from './backend';
-import type { LoadProgressEvent, ModelInfo, PolicyInfo, SnapshotOptions } from './types';
+import type { SharingMap } from '../kv/sharing';
+import type { BackendCalibrationOptions, BackendLoadOptions, BackendRequest, BackendResult, EngineBackend } from './backend';
+import type { CalibrationProgressEvent, LoadProgressEvent, ModelInfo, PolicyInfo, SharingSavings, SnapshotOptions } from './types';
 import type { WorkerHost } from './worker-host';
 import { fromWireError, isWireError } from './wire-errors';
 
@@ -74,6 +75,19 @@ export class WorkerBackend implements EngineBackend {
 
   listPolicies(): Promise<PolicyInfo[]> {
     return this.call(() => this.remote.listPolicies());
+  }
+
+  calibrateSharing(options: BackendCalibrationOptions, onProgress?: (p: CalibrationProgressEvent) => void): Promise<SharingMap> {
+    const cb = onProgress ? proxy(onProgress) : undefined;
+    return this.call(() => this.remote.calibrateSharing(options, cb));
+  }
+
+  setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void> {
+    return this.call(() => this.remote.setSharing(sharing));
+  }
+
+  sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
+    return this.call(() => this.remote.sharingSavings(sharing));
   }
 
   setSnapshotListener(listener: ((s: CacheSnapshot) => void) | null, options?: SnapshotOptions): Promise<void> {

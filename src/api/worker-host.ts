@@ -5,8 +5,9 @@
  */
 import { releaseProxy, transfer, type Remote } from 'comlink';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
-import { LocalBackend, type BackendLoadOptions, type BackendRequest, type BackendResult } from './backend';
-import type { LoadProgressEvent, ModelInfo, PolicyInfo, SnapshotOptions } from './types';
+import type { SharingMap } from '../kv/sharing';
+import { LocalBackend, type BackendCalibrationOptions, type BackendLoadOptions, type BackendRequest, type BackendResult } from './backend';
+import type { CalibrationProgressEvent, LoadProgressEvent, ModelInfo, PolicyInfo, SharingSavings, SnapshotOptions } from './types';
 import { toWireError } from './wire-errors';
 
 /** Copies a snapshot's arrays (the engine may reuse its own) and lists them for transfer. */
@@ -86,6 +87,19 @@ export class WorkerHost {
 
   listPolicies(): Promise<PolicyInfo[]> {
     return wire(() => this.backend.listPolicies());
+  }
+
+  calibrateSharing(options: BackendCalibrationOptions, onProgress?: RemoteCallback<[CalibrationProgressEvent]>): Promise<SharingMap> {
+    const poster = new Poster();
+    return wire(() => delivered(poster, () => this.backend.calibrateSharing(options, onProgress ? (p) => poster.post(onProgress, p) : undefined))).finally(() => release(onProgress));
+  }
+
+  setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void> {
+    return wire(() => this.backend.setSharing(sharing));
+  }
+
+  sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
+    return wire(() => this.backend.sharingSavings(sharing));
   }
 
   setSnapshotListener(listener: RemoteCallback<[CacheSnapshot]> | null, options?: SnapshotOptions): Promise<void> {

@@ -25,6 +25,26 @@ export interface LayerCache extends LayerCacheBuffers {
   stats: GPUBuffer;
 }
 
+/** A GPU buffer's allocated size (`Gpu.buffer` pads to 16 bytes, at least 16). */
+const padded = (bytes: number) => Math.max(16, Math.ceil(bytes / 16) * 16);
+
+/**
+ * The bytes `KvCache` allocates (`bytesAllocated()`) for a policy and a layer-sharing table,
+ * without allocating anything: per owning layer its keys, values, positions and statistics,
+ * plus the lengths and footprint counters. A shared layer adds nothing, so the saving of a
+ * sharing map is the difference to the identity table.
+ */
+export function kvCacheBytes(shape: Pick<CacheShape, 'numLayers' | 'numKvHeads' | 'headDim'>, policy: Pick<ResolvedPolicy, 'capacity' | 'budgets'>, source?: Int32Array): number {
+  const { numLayers: L, numKvHeads: nKV, headDim: hd } = shape;
+  let s = padded(L * nKV * 4) + padded(L * nKV * 8);
+  for (let l = 0; l < L; l++) {
+    if (source && source[l] !== l) continue;
+    const cap = policy.capacity[l]!;
+    s += 2 * padded(nKV * cap * hd * 4) + padded(nKV * cap * 4) + padded(policy.budgets ? nKV * cap * 8 : 16);
+  }
+  return s;
+}
+
 export class KvCache {
   readonly gpu: Gpu;
   readonly shape: CacheShape;
@@ -206,6 +226,7 @@ export class KvCache {
     this.tokens = n;
   }
 
+  /** GPU bytes of the cache's buffers (`kvCacheBytes` computes the same from a policy without allocating). */
   bytesAllocated(): number {
     let s = this.lens.size + this.acct.size;
     this.layers.forEach((c, l) => {

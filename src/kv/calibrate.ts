@@ -25,6 +25,14 @@ export interface CalibrationOptions {
   /** The paper's order is most dissimilar first; 'similar-first' is its ablation. */
   order?: SharingOrder;
   onProgress?: (p: { stage: 'statistics' | 'search'; done: number; total: number }) => void;
+  /** Stops the calibration between two forward passes; it then rejects with an `AbortError` (the engine's policy and sharing are restored). */
+  signal?: AbortSignal;
+}
+
+function abortError(): Error {
+  const e = new Error('The calibration was aborted.');
+  e.name = 'AbortError';
+  return e;
 }
 
 /**
@@ -98,39 +106,50 @@ export async function calibrateSharing(engine: Engine, options: CalibrationOptio
   const gpu = engine.gpu;
   const nKV = cfg.numKvHeads;
   const hd = cfg.headDim;
+  const checkAbort = () => {
+    if (options.signal?.aborted) throw abortError();
+  };
+  checkAbort();
   try {
     engine.setPolicy({ name: 'full' });
     engine.setSharing(undefined);
     // 1. Mean K and V per layer, summed on the GPU.
+    await engine.prefillLogits([samples[0]![0]!]); // installs the full cache
+    engine.reset();
+    // After the install, which takes ownership of the cache's buffers itself (owners do not nest).
     const owner = {};
-    gpu.beginOwner(owner);
     const sums: GPUBuffer[] = [];
     const meanOps = [];
-    try {
-      await engine.prefillLogits([samples[0]![0]!]); // installs the full cache
-      engine.reset();
-      for (let l = 0; l < L; l++) {
-        const c = engine.model.cache.layers[l]!;
-        const buf = gpu.storage(2 * nKV * hd * 4, `calibration.sums.${l}`);
-        sums.push(buf);
-        const params = gpu.uniform(new Uint32Array([cfg.numHeads, nKV, hd, c.capacity, c.layerBase, 0, 0, 0, 0, l, 0, 0, 0, 0, 0, 0]), 'calibration.params');
-        meanOps.push(gpu.op(kernelSource(policySrc, { KVMEAN: true }), [c.k, c.v, engine.model.cache.lens, buf, params], [Math.ceil((nKV * hd) / 64)], 'kv.mean'));
-      }
-    } finally {
-      gpu.endOwner();
-    }
     let tokens = 0;
     const base: Float32Array[] = [];
-    for (const [k, s] of samples.entries()) {
-      engine.reset();
-      await engine.prefillLogits(s);
-      gpu.run(meanOps);
-      tokens += s.length;
-      base.push(await gpu.readF32(engine.model.finalHidden, cfg.hiddenSize));
-      options.onProgress?.({ stage: 'statistics', done: k + 1, total: samples.length });
+    let means: Float32Array[];
+    try {
+      gpu.beginOwner(owner);
+      try {
+        for (let l = 0; l < L; l++) {
+          const c = engine.model.cache.layers[l]!;
+          const buf = gpu.storage(2 * nKV * hd * 4, `calibration.sums.${l}`);
+          sums.push(buf);
+          const params = gpu.uniform(new Uint32Array([cfg.numHeads, nKV, hd, c.capacity, c.layerBase, 0, 0, 0, 0, l, 0, 0, 0, 0, 0, 0]), 'calibration.params');
+          meanOps.push(gpu.op(kernelSource(policySrc, { KVMEAN: true }), [c.k, c.v, engine.model.cache.lens, buf, params], [Math.ceil((nKV * hd) / 64)], 'kv.mean'));
+        }
+      } finally {
+        gpu.endOwner();
+      }
+      for (const [k, s] of samples.entries()) {
+        checkAbort();
+        engine.reset();
+        await engine.prefillLogits(s);
+        gpu.run(meanOps);
+        tokens += s.length;
+        base.push(await gpu.readF32(engine.model.finalHidden, cfg.hiddenSize));
+        options.onProgress?.({ stage: 'statistics', done: k + 1, total: samples.length });
+      }
+      means = await Promise.all(sums.map((b) => gpu.readF32(b, 2 * nKV * hd)));
+    } finally {
+      // Also on an error or an abort: the sums and their ops are the calibration's own.
+      gpu.destroyOwned(owner);
     }
-    const means = await Promise.all(sums.map((b) => gpu.readF32(b, 2 * nKV * hd)));
-    gpu.destroyOwned(owner);
     for (const m of means) for (let i = 0; i < m.length; i++) m[i] = m[i]! / tokens;
     const norm = (a: Float32Array, b: Float32Array, from: number, to: number) => {
       let s = 0;
@@ -142,6 +161,7 @@ export async function calibrateSharing(engine: Engine, options: CalibrationOptio
 
     // 2. Greedy search against the original model's final hidden states.
     const evaluate = async (map: Record<number, number>) => {
+      checkAbort();
       engine.setSharing(map);
       let total = 0;
       for (const [k, s] of samples!.entries()) {
