@@ -21,7 +21,7 @@ struct Params {
   nH: u32, nKV: u32, hd: u32, capacity: u32,
   layerBase: u32, budget: u32, sinks: u32, window: u32,
   seed: u32, layer: u32, massRows: u32, readers: u32,
-  stride: u32, pad0: u32, pad1: u32, pad2: u32,
+  stride: u32, globalMask: u32, pad1: u32, pad2: u32,
 };
 const NONE: u32 = 0xffffffffu;
 const NEG: f32 = -1.0e30;
@@ -225,7 +225,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 #else
   let h0 = wg.x;
   let h1 = wg.x + 1u;
-  let budget = p.budget;
+  // Role policies: a global head (bit set in globalMask) never evicts.
+  let budget = select(p.budget, 0x7fffffffu, ((p.globalMask >> wg.x) & 1u) == 1u);
 #endif
   var t0 = 0u;
   for (var h = h0; h < h1; h++) { t0 += lens[p.layerBase + h]; }

@@ -134,7 +134,7 @@ export class KvCache {
       }
       const c = this.layers[l]!;
       const params = gpu.uniform(
-        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, p.massRows?.(policy.params) ?? 0, readers[l]!.length, this.readerStride, 0, 0, 0]),
+        new Uint32Array([nH, nKV, hd, c.capacity, c.layerBase, policy.budgets[l]!, p.sinks(policy.params), p.window(policy.params), seed, l, p.massRows?.(policy.params) ?? 0, readers[l]!.length, this.readerStride, policy.globalMask?.[l] ?? 0, 0, 0]),
         `kv.policy.params.${l}`,
       );
       const groups = Math.ceil(c.capacity / 64);

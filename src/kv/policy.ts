@@ -72,6 +72,11 @@ export interface CachePolicy {
   dynamic?(p: ParamValues): { lag: number; keep: number; sinks: number };
   /** Defaults that depend on the model (applied before the spec's own values). */
   familyDefaults?(family: 'llama' | 'qwen2'): ParamValues;
+  /**
+   * Per-head roles (PruLong / DuoAttention): the spec carries `roles[layer][kvHead]` (1 global,
+   * 0 streaming); the budget is sinks + window; global heads never evict.
+   */
+  roles?: boolean;
   /** Extra checks beyond parameter ranges. */
   check?(budget: number, p: ParamValues): void;
 }

@@ -13,6 +13,11 @@ export interface PolicySpec {
    * prefill-time policy such as SnapKV keeps live entries within budget + chunk throughout.
    */
   chunked?: boolean;
+  /**
+   * For role policies (`head-roles`): per layer, per KV head, 1 = global (keeps every entry),
+   * 0 = streaming (keeps sinks + window).
+   */
+  roles?: number[][];
   /** Wrapper (AdaKV): one budget per layer (budget x KV heads) shared across its KV heads by a layer-wide top-k. */
   adakv?: boolean;
 }

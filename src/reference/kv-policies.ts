@@ -71,6 +71,7 @@ export function refScores(name: string, p: RefParams, entries: RefEntry[], t: nu
 export function refScore(name: string, p: RefParams, e: RefEntry, t: number, layer: number, kv: number): number {
   switch (name) {
     case 'streaming':
+    case 'head-roles':
       return e.pos;
     case 'h2o':
     case 'tova':

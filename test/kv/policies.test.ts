@@ -28,6 +28,8 @@ const MATRIX: PolicySpec[] = [
   { name: 'knorm', budget: BUDGET, adakv: true, chunked: true },
   // A ratio policy: partitions of 8 (= the chunk), half kept.
   { name: 'lagkv', params: { ratio: 0.5, sinks: 4, lag: 8 } },
+  // Learned head roles (PruLong / DuoAttention): global heads keep everything, streaming heads sinks + window.
+  { name: 'head-roles', params: { sinks: 4, window: 16 }, roles: [[1, 0], [0, 0], [0, 1]] },
 ];
 const label = (s: PolicySpec) => [s.name, s.chunked ? 'chunked' : '', s.adakv ? 'adakv' : ''].filter(Boolean).join('+');
 
@@ -110,7 +112,10 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
           }
         }
         for (let l = 0; l < L; l++) {
-          const budget = stepBudget ?? resolved.budgets![l]!;
+          const layerBudget = stepBudget ?? resolved.budgets![l]!;
+          // Role policies: a global head never evicts.
+          const headBudget = (kv: number) => ((((resolved.globalMask?.[l] ?? 0) >> kv) & 1) === 1 ? Infinity : layerBudget);
+          const budget = layerBudget;
           const cap = resolved.capacity[l]!;
           const statsGpu = policy.needsAttention ? await gpu.readF32(engine.model.cache.layers[l]!.stats, nKV * snap.capacity[l * nKV]! * 2) : undefined;
           const heads = Array.from({ length: nKV }, (_, kv) => {
@@ -133,13 +138,13 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
           });
           const total = heads.reduce((a, h) => a + h.entries.length, 0);
           const limit = resolved.adakv ? budget * nKV : budget;
-          const over = resolved.adakv ? total > limit : heads.some((h) => h.entries.length > budget);
+          const over = resolved.adakv ? total > limit : heads.some((h, kv) => h.entries.length > headBudget(kv));
           if (due && over) {
             evictions++;
             const sel = resolved.adakv
               ? refSelectLayer(heads.map((h) => h.scores), limit, stepSinks, stepWindow)
               : (() => {
-                  const r = heads.map((h) => refSelect(h.scores, budget, stepSinks, stepWindow));
+                  const r = heads.map((h, kv) => refSelect(h.scores, headBudget(kv), stepSinks, stepWindow));
                   return { keep: r.map((x) => x.keep), cuts: r.map((x) => x.cut) };
                 })();
             heads.forEach((h, kv) => {
@@ -149,7 +154,7 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
               const inBand = all.filter((s) => Math.abs(s - cut) <= band);
               // Inside the band only exact ties are decidable (by the tie rule: lower slot first).
               const bandIsExactTie = inBand.every((s) => s === inBand[0]);
-              if (!resolved.adakv) expect(h.kept.size).toBe(Math.min(budget, h.entries.length));
+              if (!resolved.adakv) expect(h.kept.size).toBe(Math.min(headBudget(kv), h.entries.length));
               h.entries.forEach((e, j) => {
                 if (Number.isNaN(h.scores[j]!) || Number.isNaN(cut) || Math.abs(h.scores[j]! - cut) > band || bandIsExactTie) {
                   compared++;
@@ -268,6 +273,12 @@ describe('cache policies: budgets, memory and bad input', () => {
       [{ name: 'lagkv', params: { lag: 4 } }, /'lag'.*>= the prefill chunk \(8\)/],
       [{ name: 'lagkv', params: { ratio: 0 } }, /'ratio'.*\[0.01, 1\]/],
       [{ name: 'tova', budget: 10, chunked: true, adakv: true, params: { x: 1 } }, /no parameter 'x'/],
+      [{ name: 'head-roles', params: { sinks: 4, window: 16 } }, /needs 'roles'.*3 layers x 2 KV heads/],
+      [{ name: 'head-roles', roles: [[1, 0], [0, 2], [0, 1]] }, /needs 'roles'/],
+      [{ name: 'head-roles', roles: [[1, 0], [0, 0]] }, /needs 'roles'/],
+      [{ name: 'head-roles', budget: 20, roles: [[1, 0], [0, 0], [0, 1]] }, /takes no budget/],
+      [{ name: 'head-roles', params: { sinks: 100, window: 100 }, roles: [[1, 0], [0, 0], [0, 1]] }, /larger than the context/],
+      [{ name: 'h2o', budget: 10, roles: [[1, 0], [0, 0], [0, 1]] }, /takes no head roles/],
     ];
     for (const [spec, msg] of bad) {
       expect(() => resolvePolicy(spec, ctx)).toThrow(InvalidArgumentError);

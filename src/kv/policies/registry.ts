@@ -15,9 +15,10 @@ import { lazyEviction } from './lazy-eviction';
 import { snapkv } from './snapkv';
 import { pyramidkv } from './pyramidkv';
 import { lagkv } from './lagkv';
+import { headRoles } from './head-roles';
 
 const registry = new Map<string, CachePolicy>();
-for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv, lagkv]) registry.set(p.name, p);
+for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv, lagkv, headRoles]) registry.set(p.name, p);
 
 export function registerPolicy(policy: CachePolicy): void {
   if (!/^[a-z][a-z0-9-]*$/.test(policy.name)) throw new InvalidArgumentError(`Policy names are lowercase words with dashes, got '${policy.name}'.`);
@@ -46,6 +47,8 @@ export interface ResolvedPolicy {
   acts: 'every' | 'prompt-end';
   /** Layer-wide selection across KV heads (AdaKV). */
   adakv: boolean;
+  /** Role policies: per layer, a bitmask of the KV heads that never evict (global heads). */
+  globalMask?: number[];
   spec: PolicySpec;
 }
 
@@ -67,6 +70,8 @@ export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPol
     if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' keeps everything; the chunked and adakv wrappers need a budget policy.`);
     return { policy, params, budgets: undefined, capacity: Array(ctx.numLayers).fill(ctx.context), acts: 'every', adakv: false, spec: { name: policy.name, params } };
   }
+  if (policy.roles) return resolveRoles(policy, spec, params, ctx);
+  if (spec.roles !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no head roles; 'roles' is for role policies such as 'head-roles'.`);
   const b = spec.budget;
   const forced = policy.sinks(params) + policy.window(params);
   if (typeof b !== 'number' || !Number.isInteger(b) || b < 1) {
@@ -94,4 +99,30 @@ export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPol
   if (chunked) out.chunked = true;
   if (adakv) out.adakv = true;
   return { policy, params, budgets, capacity, acts, adakv, spec: out };
+}
+
+/** Role policies: streaming heads keep sinks + window, global heads everything. */
+function resolveRoles(policy: CachePolicy, spec: PolicySpec, params: ParamValues, ctx: PolicyContext): ResolvedPolicy {
+  const roles = spec.roles;
+  const shape = `${ctx.numLayers} layers x ${ctx.numKvHeads} KV heads`;
+  if (!Array.isArray(roles) || roles.length !== ctx.numLayers || roles.some((r) => !Array.isArray(r) || r.length !== ctx.numKvHeads || r.some((x) => x !== 0 && x !== 1))) {
+    throw new InvalidArgumentError(`Policy '${policy.name}' needs 'roles': one array of ${ctx.numKvHeads} entries (1 global, 0 streaming) per layer (${shape}).`);
+  }
+  if (ctx.numKvHeads > 32) throw new InvalidArgumentError(`Policy '${policy.name}' supports at most 32 KV heads per layer, the model has ${ctx.numKvHeads}.`);
+  if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no budget: streaming heads keep sinks + window (set those parameters).`);
+  if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' does not compose with the chunked or adakv wrappers (it evicts after every chunk already).`);
+  const b = params.sinks! + params.window!;
+  if (b > ctx.context) throw new InvalidArgumentError(`sinks + window = ${b} is larger than the context (${ctx.context} tokens).`);
+  const globalMask = roles.map((r) => r.reduce((m, x, h) => m | (x << h), 0) >>> 0);
+  const capacity = globalMask.map((m) => (m ? ctx.context : Math.min(ctx.context, policy.bound(b, params, ctx))));
+  return {
+    policy,
+    params,
+    budgets: Array(ctx.numLayers).fill(b),
+    capacity,
+    acts: 'every',
+    adakv: false,
+    globalMask,
+    spec: { name: policy.name, params, roles: roles.map((r) => [...r]) },
+  };
 }
