@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'unsupported-architecture'
   | 'unsupported-dtype'
   | 'bad-weights'
+  | 'integrity-failed'
   | 'missing-tensor'
   | 'shape-mismatch'
   | 'dtype-mismatch'
@@ -37,10 +38,15 @@ export class NoWebGPUError extends KvscopeError {
   }
 }
 
-/** A model directory, config or weight file could not be read or makes no sense. */
+/**
+ * A model directory, config or weight file could not be read or makes no sense.
+ * `integrity-failed`: a downloaded file's bytes contradict what the server or the model's own
+ * index promised (Content-Length, tensor-cache.json `nbytes`, the safetensors header); the
+ * message names the file.
+ */
 export class ModelLoadError extends KvscopeError {
   constructor(
-    code: Extract<ErrorCode, 'bad-model-url' | 'bad-config' | 'bad-weights' | 'missing-tensor' | 'unknown-model'>,
+    code: Extract<ErrorCode, 'bad-model-url' | 'bad-config' | 'bad-weights' | 'integrity-failed' | 'missing-tensor' | 'unknown-model'>,
     message: string,
     options?: { cause?: unknown },
   ) {

@@ -19,7 +19,8 @@ export {
   InvalidArgumentError,
 } from './errors';
 export type { ErrorCode } from './errors';
-export { loadModel, parseHfConfig, parseMlcConfig, Tokenizer, StreamingDetokenizer } from './model/index';
+export { loadModel, parseHfConfig, parseMlcConfig, Tokenizer, StreamingDetokenizer, clearModelCache } from './model/index';
+export type { ModelCacheOptions, LoadModelOptions } from './model/index';
 export type { ModelConfig, LoadedModel, ChatMessage, ChatRole, HostTensor, WeightSet, TensorDtype } from './model/index';
 export { createEngine } from './api/index';
 export type * from './api/index';
@@ -31,3 +32,5 @@ export { calibrateSharing, greedySharingSearch, saveSharingMap } from './kv/cali
 export type { CalibrationOptions, SharingOrder } from './kv/calibrate';
 export { resolveSharing, loadSharingMap } from './kv/sharing';
 export type { SharingMap } from './kv/sharing';
+export { headRolesSpec, loadHeadRoles } from './kv/head-roles';
+export type { HeadRoleMap } from './kv/head-roles';

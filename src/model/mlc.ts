@@ -141,7 +141,7 @@ export async function loadMlcTensors(
   const cache = parseMlcTensorCache(parseJsonFile(cacheBytes, where, 'bad-weights'), where);
   const progress = new ProgressTotals(cache.records.length, onProgress, cache.records.map((s) => s.nbytes));
   const shardBytes = await mapLimit(cache.records, PARALLEL_FILES, async (shard, i) => {
-    const bytes = await source.read(shard.dataPath, (l, t) => progress.update(i, l, t));
+    const bytes = await source.read(shard.dataPath, (l, t) => progress.update(i, l, t), { bytes: shard.nbytes, bytesFrom: cacheFile });
     if (bytes.byteLength < shard.nbytes) {
       throw bad(source.describe(shard.dataPath), `shard is truncated: ${bytes.byteLength} bytes, ${cacheFile} says ${shard.nbytes}.`);
     }

@@ -1,9 +1,11 @@
 /**
- * Where a model's files come from: a URL (fetch, streamed with byte progress), a local
- * directory in Node (node:fs, imported lazily so browser bundles never see it), or an
- * in-memory map (tests, files a user dropped on the page).
+ * Where a model's files come from: a URL (fetch, streamed with byte progress; through Cache
+ * Storage where the context has it, see cache-store.ts), a local directory in Node (node:fs,
+ * imported lazily so browser bundles never see it), or an in-memory map (tests, files a user
+ * dropped on the page).
  */
 import { ModelLoadError } from '../errors';
+import { type FileExpectations, type ModelCacheOptions, ModelFileCache, hasCacheStorage } from './cache-store';
 
 /** Bytes read so far and the expected total (0 when unknown). */
 export type ProgressCallback = (loaded: number, total: number) => void;
@@ -13,10 +15,16 @@ export interface ModelSource {
   readonly location: string;
   /** Where `name` lives inside this source (a URL or a path), for messages. */
   describe(name: string): string;
-  /** The whole file; a missing file or failed read throws ModelLoadError('bad-model-url'). */
-  read(name: string, onProgress?: ProgressCallback): Promise<Uint8Array>;
+  /**
+   * The whole file; a missing file or failed read throws ModelLoadError('bad-model-url').
+   * `expect` is what the caller knows of the file (its exact size); sources that check it
+   * (a cached URL source) throw ModelLoadError('integrity-failed') when a download contradicts it.
+   */
+  read(name: string, onProgress?: ProgressCallback, expect?: FileExpectations): Promise<Uint8Array>;
   /** Like `read`, but undefined when the file does not exist (other failures still throw). */
-  readOptional(name: string, onProgress?: ProgressCallback): Promise<Uint8Array | undefined>;
+  readOptional(name: string, onProgress?: ProgressCallback, expect?: FileExpectations): Promise<Uint8Array | undefined>;
+  /** Called once a whole model was loaded from this source (a cache records what it learnt). */
+  finish?(): Promise<void>;
 }
 
 const utf8 = new TextDecoder('utf-8');
@@ -50,28 +58,57 @@ export async function readOptionalJson(source: ModelSource, name: string): Promi
 const SCHEME = /^[a-z][a-z0-9+.-]*:/i;
 const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
+export interface OpenSourceOptions {
+  /**
+   * Cache Storage for URL sources (cache-store.ts): on by default where `caches` exists
+   * (browsers), `false` to neither read nor write any cache, or options. Node has no `caches`
+   * and reads URLs straight from the network unless `storage` is given here.
+   */
+  cache?: boolean | ModelCacheOptions;
+}
+
 /**
  * Opens a model directory. Strings with a URL scheme (http:, https:, blob:, ...) are URLs;
  * `file:` URLs and plain strings are local paths in Node. In a browser a plain string is a
  * URL relative to the page.
  */
-export function openModelSource(location: string | URL): ModelSource {
+export function openModelSource(location: string | URL, options: OpenSourceOptions = {}): ModelSource {
   const text = typeof location === 'string' ? location : location.href;
   if (/^file:/i.test(text)) {
     if (!isNode) throw new ModelLoadError('bad-model-url', `Cannot read ${text}: file: URLs need Node.`);
     return new NodeDirSource(decodeURIComponent(new URL(text).pathname));
   }
-  if (SCHEME.test(text) && !/^[a-z]:[\\/]/i.test(text)) return new UrlSource(text);
+  if (SCHEME.test(text) && !/^[a-z]:[\\/]/i.test(text)) return new UrlSource(text, undefined, urlCache(text, options.cache));
   if (isNode) return new NodeDirSource(text);
   const base = typeof location === 'string' && typeof globalThis.location !== 'undefined' ? globalThis.location.href : undefined;
-  return new UrlSource(base ? new URL(text, base).href : text);
+  const url = base ? new URL(text, base).href : text;
+  return new UrlSource(url, undefined, urlCache(url, options.cache));
 }
 
-/** Reads files under a base URL with fetch, streaming each body and reporting bytes. */
+/**
+ * The cache layer for a URL source: where Cache Storage exists (or a `storage` is given),
+ * a ModelFileCache (with `cache: false`, one that stores nothing but still checks downloads);
+ * otherwise (Node) none, and fetch is used as is. blob: and data: URLs are never cached.
+ */
+function urlCache(url: string, cache: boolean | ModelCacheOptions | undefined): ModelFileCache | undefined {
+  if (!/^https?:/i.test(url)) return undefined;
+  const opts: ModelCacheOptions = typeof cache === 'object' ? cache : cache === false ? { enabled: false } : {};
+  if (!opts.storage && !hasCacheStorage()) return undefined;
+  return new ModelFileCache(opts);
+}
+
+/**
+ * Reads files under a base URL with fetch, streaming each body and reporting bytes; through
+ * `cache` (Cache Storage, with resume and integrity checks) when one is given.
+ */
 export class UrlSource implements ModelSource {
   readonly location: string;
   private readonly base: string;
-  constructor(baseUrl: string, private readonly init?: RequestInit) {
+  constructor(
+    baseUrl: string,
+    private readonly init?: RequestInit,
+    readonly cache?: ModelFileCache,
+  ) {
     this.location = baseUrl;
     this.base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
   }
@@ -82,15 +119,21 @@ export class UrlSource implements ModelSource {
       return this.base + name;
     }
   }
-  async read(name: string, onProgress?: ProgressCallback): Promise<Uint8Array> {
-    const bytes = await this.fetchFile(name, onProgress, false);
+  async read(name: string, onProgress?: ProgressCallback, expect?: FileExpectations): Promise<Uint8Array> {
+    const bytes = await this.fetchFile(name, onProgress, false, expect);
     return bytes!;
   }
-  readOptional(name: string, onProgress?: ProgressCallback): Promise<Uint8Array | undefined> {
-    return this.fetchFile(name, onProgress, true);
+  readOptional(name: string, onProgress?: ProgressCallback, expect?: FileExpectations): Promise<Uint8Array | undefined> {
+    return this.fetchFile(name, onProgress, true, expect);
   }
-  private async fetchFile(name: string, onProgress: ProgressCallback | undefined, optional: boolean): Promise<Uint8Array | undefined> {
+  async finish(): Promise<void> {
+    await this.cache?.finish();
+  }
+  private async fetchFile(name: string, onProgress: ProgressCallback | undefined, optional: boolean, expect?: FileExpectations): Promise<Uint8Array | undefined> {
     const url = this.describe(name);
+    if (this.cache) {
+      return this.cache.read(url, name, { optional, ...(expect ? { expect } : {}), ...(onProgress ? { onProgress } : {}), ...(this.init ? { init: this.init } : {}) });
+    }
     let response: Response;
     try {
       response = await fetch(url, this.init);

@@ -8,6 +8,7 @@ import { parseMlcConvTemplate, type MlcConvTemplate } from './chat-template';
 import { type ModelConfig, parseHfConfig, parseMlcConfig } from './config';
 import { loadMlcTensors, mlcToHfWeights } from './mlc';
 import { loadSafetensors } from './safetensors';
+import type { ModelCacheOptions } from './cache-store';
 import { type ModelSource, type ProgressCallback, openModelSource, parseJsonFile, readOptionalJson } from './source';
 import { type TensorDtype, type WeightSet, Q4_GROUP, Q4_SCALE_DTYPE, dtypeBytes, isTensorDtype, numel, q4Bytes, shapeString } from './tensor';
 
@@ -21,6 +22,12 @@ export interface LoadModelOptions {
   layout?: 'hf' | 'mlc';
   /** Run `validateWeights` (default true). */
   validate?: boolean;
+  /**
+   * Cache Storage for model URLs (browsers; see cache-store.ts): default on where `caches`
+   * exists, reusing WebLLM's cache on this origin and keeping kvscope's own (`kvscope/model`);
+   * `false` disables it; an object tunes it. Ignored for local paths and ModelSources.
+   */
+  cache?: boolean | ModelCacheOptions;
 }
 
 export interface LoadedModel {
@@ -53,7 +60,10 @@ function asObject(v: unknown, where: string): Record<string, unknown> {
  * otherwise `config.json` with `model.safetensors` or `model.safetensors.index.json`.
  */
 export async function loadModel(location: string | URL | ModelSource, options: LoadModelOptions = {}): Promise<LoadedModel> {
-  const source = typeof location === 'string' || location instanceof URL ? openModelSource(location) : location;
+  const source =
+    typeof location === 'string' || location instanceof URL
+      ? openModelSource(location, options.cache === undefined ? {} : { cache: options.cache })
+      : location;
   let layout = options.layout;
   let configBytes: Uint8Array | undefined;
   if (layout !== 'hf') {
@@ -73,6 +83,7 @@ export async function loadModel(location: string | URL | ModelSource, options: L
   }
   const loaded = layout === 'mlc' ? await loadMlc(source, configBytes, options) : await loadHf(source, configBytes, options);
   if (options.validate ?? true) validateWeights(loaded.config, loaded.weights);
+  await source.finish?.();
   return loaded;
 }
 
