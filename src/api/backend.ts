@@ -6,7 +6,7 @@
 import { Engine } from '../engine/engine';
 import { DeviceLostError, InvalidArgumentError, KvscopeError } from '../errors';
 import type { ChatMessage } from '../model/chat-template';
-import type { LoadedModel } from '../model/weights';
+import { type LoadedModel, loadModel } from '../model/weights';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
 import { kvCacheBytes } from '../kv/cache';
 import { calibrateSharing } from '../kv/calibrate';
@@ -22,6 +22,8 @@ export interface BackendLoadOptions {
   prefillChunk?: number;
   policy?: PolicySpec;
   sharing?: SharingMap | Record<string, number>;
+  /** Cache Storage for a model URL (default on where `caches` exists); see loadModel's `cache`. */
+  cache?: boolean;
 }
 
 /** A calibration's settings without the callbacks (plain data, for the worker). */
@@ -152,8 +154,16 @@ export class LocalBackend implements EngineBackend {
 
   async load(options: BackendLoadOptions, onProgress?: (p: LoadProgressEvent) => void): Promise<ModelInfo> {
     await this.unload();
+    // An explicit cache choice needs loadModel's options, which Engine.load does not pass on.
+    const model =
+      typeof options.model === 'string' && options.cache !== undefined
+        ? await loadModel(options.model, {
+            cache: options.cache,
+            ...(onProgress ? { onProgress: (loaded: number, total: number) => onProgress({ stage: 'download', loaded, total, fraction: total > 0 ? loaded / total : 0 }) } : {}),
+          })
+        : options.model;
     const engine = await Engine.load({
-      model: options.model,
+      model,
       ...(options.contextLength !== undefined ? { contextLength: options.contextLength } : {}),
       ...(options.prefillChunk !== undefined ? { prefillChunk: options.prefillChunk } : {}),
       ...(options.sharing ? { sharing: options.sharing } : {}),

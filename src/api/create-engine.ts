@@ -117,6 +117,7 @@ function loadOptions(o: CreateEngineOptions): BackendLoadOptions {
     ...(o.prefillChunk !== undefined ? { prefillChunk: o.prefillChunk } : {}),
     ...(o.policy ? { policy: o.policy } : {}),
     ...(o.sharing ? { sharing: o.sharing } : {}),
+    ...(o.cache !== undefined ? { cache: o.cache } : {}),
   };
 }
 

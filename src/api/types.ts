@@ -44,6 +44,12 @@ export interface CreateEngineOptions {
   worker?: boolean;
   /** Load progress (bytes downloaded, then the GPU upload). */
   onProgress?: (p: LoadProgressEvent) => void;
+  /**
+   * Cache Storage for a model URL (browsers): on by default, reusing files WebLLM cached on
+   * this origin and keeping kvscope's own copy (`kvscope/model`); `false` always downloads
+   * and stores nothing. See docs/embedding.md, "Caching".
+   */
+  cache?: boolean;
 }
 
 /** What the loaded model looks like, for UIs and metrics. */
