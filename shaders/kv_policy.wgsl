@@ -81,7 +81,6 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 @group(0) @binding(2) var<storage, read_write> st: array<f32>;
 @group(0) @binding(3) var<storage, read_write> lens: array<u32>;
 @group(0) @binding(9) var<storage, read_write> vc: array<f32>;
-var<workgroup> wU: u32;
 #else
 @group(0) @binding(0) var<storage, read> kc: array<f32>;
 @group(0) @binding(1) var<storage, read> posc: array<u32>;
@@ -97,6 +96,7 @@ var<workgroup> wU: u32;
 const WG: u32 = 256u;
 var<workgroup> red: array<u32, 256>;
 var<workgroup> redK: array<u32, 256>;
+var<workgroup> wU: u32;
 
 // f32 -> u32 with the same order (larger float, larger key).
 fn orderKey(x: f32) -> u32 {
@@ -150,15 +150,15 @@ fn reduceSum(lid: u32, v: u32) -> u32 {
   return total;
 }
 
-#if INPLACE
 // A value every invocation agrees on (thread 0's), as the uniformity analysis requires for
-// loop bounds around barriers: lengths live in a read_write buffer here.
+// loop bounds around barriers (lengths live in a read_write buffer in the INPLACE variant).
 fn uniformU32(t: u32, v: u32) -> u32 {
   workgroupBarrier();
   if (t == 0u) { wU = v; }
   return workgroupUniformLoad(&wU);
 }
 
+#if INPLACE
 // In-place compaction after selection. The kept entries' new slots never exceed their old
 // ones and keep their order, so for keys and values an element e = slot * hd + d moves to
 // newSlot * hd + d <= e: reading blocks of 256 elements in increasing order, with a barrier
@@ -225,8 +225,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 #else
   let h0 = wg.x;
   let h1 = wg.x + 1u;
+#if THRESHOLD
+  // Learned gates: keep exactly the entries scoring >= 0 (the gate logit).
+  var cnt = 0u;
+  for (var j = lid.x; j < lens[p.layerBase + h0]; j += WG) {
+    cnt += select(0u, 1u, entryScore(h0, j, lens[p.layerBase + h0]) >= 0.0);
+  }
+  let budget = uniformU32(lid.x, reduceSum(lid.x, cnt));
+#else
   // Role policies: a global head (bit set in globalMask) never evicts.
   let budget = select(p.budget, 0x7fffffffu, ((p.globalMask >> wg.x) & 1u) == 1u);
+#endif
 #endif
   var t0 = 0u;
   for (var h = h0; h < h1; h++) { t0 += lens[p.layerBase + h]; }

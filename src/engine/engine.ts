@@ -16,6 +16,26 @@ import { StopMatcher } from './stop';
 import { resolvePolicy, type ResolvedPolicy } from '../kv/policies/registry';
 import type { CacheSnapshot, PolicySpec } from '../kv/types';
 import { resolveSharing, type SharingMap } from '../kv/sharing';
+import { gateWeights, type GateWeights } from '../kv/gates';
+import { parseSafetensors } from '../model/safetensors';
+import { openModelSource } from '../model/source';
+import type { WeightSet } from '../model/tensor';
+
+/** Where Attention-Gate weights come from: a safetensors file (path/URL or bytes) or tensors. */
+export type GateSource = string | URL | Uint8Array | WeightSet;
+
+async function readGates(config: ModelConfig, src: GateSource): Promise<GateWeights> {
+  let ws: WeightSet;
+  if (src instanceof Uint8Array) ws = parseSafetensors(src, 'gate weights');
+  else if (typeof src === 'string' || src instanceof URL) {
+    const text = typeof src === 'string' ? src : src.href;
+    const i = text.lastIndexOf('/');
+    const dir = i > 0 ? text.slice(0, i) : i === 0 ? '/' : '.';
+    const name = text.slice(i + 1);
+    ws = parseSafetensors(await openModelSource(dir).read(name), text);
+  } else ws = src;
+  return gateWeights(config, ws);
+}
 
 export interface LoadProgress {
   stage: 'download' | 'upload';
@@ -35,6 +55,11 @@ export interface EngineOptions {
   policy?: PolicySpec;
   /** KVSharer layer sharing: a calibrated map (see `calibrateSharing`) or `{ layer: sourceLayer }`. */
   sharing?: SharingMap | Record<string, number>;
+  /**
+   * Attention-Gate weights for the `attention-gate` policy: a safetensors file (path or URL,
+   * or its bytes) or a WeightSet (see src/kv/gates.ts for the tensor names and shapes).
+   */
+  gates?: GateSource;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: (p: LoadProgress) => void;
@@ -145,9 +170,10 @@ export class Engine {
     const rows = Math.min(chunk, ctx);
     const policy = resolvePolicy(options.policy ?? { name: 'full' }, { context: ctx, chunk: rows, numLayers: cfg.numLayers, numKvHeads: cfg.numKvHeads, family: cfg.family });
     const source = resolveSharing(options.sharing, cfg);
+    const gates = options.gates === undefined ? undefined : await readGates(cfg, options.gates);
     let model: GpuModel;
     try {
-      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy }, source);
+      model = new GpuModel(gpu, cfg, loaded.weights, { maxRows: rows, contextLength: ctx, policy, gates }, source);
     } catch (e) {
       if (!options.gpu) gpu.destroy();
       throw e;
@@ -182,7 +208,26 @@ export class Engine {
    */
   setPolicy(spec: PolicySpec): void {
     if (this.busy) throw new InvalidArgumentError('setPolicy cannot run while generating; it applies from the next call.');
-    this.pendingPolicy = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, family: this.config.family });
+    const resolved = resolvePolicy(spec, { context: this.contextLength, chunk: this.prefillChunk, numLayers: this.config.numLayers, numKvHeads: this.config.numKvHeads, family: this.config.family });
+    if (resolved.policy.gate && !this.model.hasGates) {
+      throw new InvalidArgumentError(`Policy '${resolved.policy.name}' needs gate weights: load them first (Engine.load({ gates }) or engine.setGates).`);
+    }
+    this.pendingPolicy = resolved;
+  }
+
+  /**
+   * Loads Attention-Gate weights (or removes them with undefined), checked against the model
+   * (typed errors name the tensor). The cache is rebuilt: the conversation is prefilled again
+   * at the next call, like after setPolicy.
+   */
+  async setGates(src: GateSource | undefined): Promise<void> {
+    if (this.busy) throw new InvalidArgumentError('setGates cannot run while generating.');
+    const g = src === undefined ? undefined : await readGates(this.config, src);
+    const active = this.pendingPolicy ?? this.policy;
+    if (!g && active.policy.gate) throw new InvalidArgumentError(`The '${active.policy.name}' policy is chosen: choose another policy before removing the gates.`);
+    this.model.setGates(g);
+    this.model.installCache(this.policy, this.source);
+    this.cached = [];
   }
 
   /**

@@ -8,7 +8,7 @@ import type { Gpu, Op } from '../gpu/device';
 import type { ModelConfig } from '../model/config';
 import type { HostTensor, WeightSet } from '../model/tensor';
 import { toFloat32 } from '../model/tensor';
-import { ModelLoadError, ShapeMismatchError } from '../errors';
+import { InvalidArgumentError, ModelLoadError, ShapeMismatchError } from '../errors';
 import { ropeInvFreq, ropeTables } from '../reference/ops';
 import {
   attentionOps,
@@ -26,6 +26,9 @@ import { gemmOp, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul'
 import { isQ4Weight, q4EmbedOp, uploadQ4Tensor, type Q4WeightTensor } from './ops/quant';
 import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
 import { KvCache } from '../kv/cache';
+import gateSrc from '../../shaders/gate.wgsl?raw';
+import { kernelSource } from './ops/basic';
+import type { GateWeights } from '../kv/gates';
 import type { ResolvedPolicy } from '../kv/policies/registry';
 
 export interface GpuModelOptions {
@@ -34,6 +37,8 @@ export interface GpuModelOptions {
   /** The context length (positions) the engine serves (<= the model's context). */
   contextLength: number;
   policy: ResolvedPolicy;
+  /** Attention-Gate weights, when the engine has them. */
+  gates?: GateWeights;
 }
 
 interface LayerOps {
@@ -97,7 +102,10 @@ export class GpuModel {
   finalHidden!: GPUBuffer;
   private layers: LayerOps[] = [];
   /** Per-layer ops that read the cache; rebuilt when the policy changes. */
-  private cacheOps: { rope: RowOp; attn: (rows: number, splits: number) => Op[] }[] = [];
+  private cacheOps: { rope: RowOp; attn: (rows: number, splits: number) => Op[]; gate?: (rows: number) => Op[] }[] = [];
+  /** Attention-Gate weights and the gate's own key/value cache (by position), when loaded. */
+  private gates: { dg: number; layers: { w: GPUBuffer; wo: GPUBuffer; bo: GPUBuffer; gk: GPUBuffer; gv: GPUBuffer }[]; q: GPUBuffer; owner: object } | undefined;
+  private xn!: GPUBuffer;
   cache!: KvCache;
   private buffers!: { qkv: GPUBuffer; attnOut: GPUBuffer; part: GPUBuffer; cos: GPUBuffer; sin: GPUBuffer };
   private finalNorm: RowOp;
@@ -198,13 +206,20 @@ export class GpuModel {
     this.lmHead = matvecOp(gpu, head, xLast, this.logits);
     this.sampler = sampleOp(gpu, this.logits, c.vocabSize, this.sampled);
     this.buffers = { qkv, attnOut, part, cos: cosB, sin: sinB };
+    this.xn = xn;
     } catch (e) {
       gpu.endOwner();
       gpu.destroyOwned(this);
       throw e;
     }
     gpu.endOwner();
-    this.installCache(opts.policy, source);
+    try {
+      if (opts.gates) this.setGates(opts.gates);
+      this.installCache(opts.policy, source);
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
   }
 
   /**
@@ -232,6 +247,23 @@ export class GpuModel {
         attn: attentionOps(this.gpu, b.qkv, lc, kv.lens, b.part, b.attnOut, shape, this.step,
           kv.mass && { ...kv.mass, scoreBase: kv.readerIndex[l]! * kv.readerStride * lc.capacity }),
       }));
+      if (policy.policy.gate) {
+        const g = this.gates;
+        if (!g) throw new InvalidArgumentError(`Policy '${policy.policy.name}' needs gate weights: load them first (Engine.load({ gates }) or engine.setGates).`);
+        const defs = { DG: g.dg };
+        kv.layers.forEach((lc, l) => {
+          if (kv.source[l] !== l) return; // a shared layer's cache is gated by its source layer
+          const G = g.layers[l]!;
+          const params = this.gpu.uniform(new Uint32Array([c.hiddenSize, c.numKvHeads, lc.capacity, lc.layerBase]), `layer${l}.gate.params`);
+          const proj = this.gpu.op(kernelSource(gateSrc, { ...defs, PROJ: true }), [this.xn, G.w, g.q, G.gk, G.gv, params, this.step.buffer], [1, 1], 'kv.gate.proj');
+          const attn = this.gpu.op(kernelSource(gateSrc, { ...defs, ATTN: true }), [this.xn, g.q, G.gk, G.gv, G.wo, G.bo, kv.lens, lc.stats, params, this.step.buffer], [1], 'kv.gate.attn');
+          const groups = Math.ceil((3 * g.dg) / 64);
+          this.cacheOps[l]!.gate = (rows) => [
+            { ...proj, workgroups: [groups, rows] },
+            { ...attn, workgroups: [rows] },
+          ];
+        });
+      }
       this.commit = kvCommitOp(this.gpu, kv.lens, kv.acct, c.numLayers * c.numKvHeads, this.step);
     } catch (e) {
       this.gpu.endOwner();
@@ -257,7 +289,9 @@ export class GpuModel {
     const ops: Op[] = [this.embed(rows)];
     this.layers.forEach((L, l) => {
       const C = this.cacheOps[l]!;
-      ops.push(L.norm1(rows), L.qkv.forRows(rows), C.rope(rows), ...C.attn(rows, split.splits));
+      ops.push(L.norm1(rows));
+      if (C.gate) ops.push(...C.gate(rows));
+      ops.push(L.qkv.forRows(rows), C.rope(rows), ...C.attn(rows, split.splits));
       const mass = this.cache.massOp(l);
       if (mass) ops.push(mass);
       ops.push(L.o.forRows(rows), L.norm2(rows), L.gateUp.forRows(rows), L.swiglu(rows), L.down.forRows(rows));
@@ -265,6 +299,43 @@ export class GpuModel {
     if (withLogits) ops.push(this.finalNorm(rows), this.lmHead);
     ops.push(this.commit, ...act);
     return ops;
+  }
+
+  /**
+   * Uploads Attention-Gate weights (or removes them with undefined). The gate ops are built
+   * with the cache, so call installCache afterwards.
+   */
+  setGates(g: GateWeights | undefined): void {
+    if (this.gates) this.gpu.destroyOwned(this.gates.owner);
+    this.gates = undefined;
+    if (!g) return;
+    const owner = {};
+    this.gpu.beginOwner(owner);
+    try {
+      const ctx = this.capacity;
+      this.gates = {
+        dg: g.dg,
+        owner,
+        q: this.gpu.storage(this.maxRows * g.dg * 4, 'gate.q', 'kv-scratch'),
+        layers: g.layers.map((G, l) => ({
+          w: this.gpu.storage(G.w, `layer${l}.gate.w`, 'weights'),
+          wo: this.gpu.storage(G.wo, `layer${l}.gate.wo`, 'weights'),
+          bo: this.gpu.storage(G.bo.length >= 4 ? G.bo : Float32Array.from({ length: 4 }, (_, i) => G.bo[i] ?? 0), `layer${l}.gate.bo`, 'weights'),
+          gk: this.gpu.storage(ctx * g.dg * 4, `layer${l}.gate.k`, 'kv'),
+          gv: this.gpu.storage(ctx * g.dg * 4, `layer${l}.gate.v`, 'kv'),
+        })),
+      };
+    } catch (e) {
+      this.gpu.endOwner();
+      this.gpu.destroyOwned(owner);
+      this.gates = undefined;
+      throw e;
+    }
+    this.gpu.endOwner();
+  }
+
+  get hasGates(): boolean {
+    return !!this.gates;
   }
 
   writeTokens(ids: ArrayLike<number>): void {
@@ -312,6 +383,7 @@ export class GpuModel {
     this.destroyed = true;
     this.gpu.destroyOwned(this);
     if (this.cacheOwner) this.gpu.destroyOwned(this.cacheOwner);
+    if (this.gates) this.gpu.destroyOwned(this.gates.owner);
   }
 
   /** KV cache bytes allocated (keys, values, positions, statistics, lengths). */

@@ -118,6 +118,7 @@ export class KvCache {
       STAT_UPDATE: p.statUpdate?.(policy.params) ?? '',
       SCORE: p.score?.(policy.params) ?? '0.0',
       ADAKV: policy.adakv,
+      THRESHOLD: !!p.gate,
     };
     const okey = gpu.storage(nKV * capMax * 4, 'kv.select.keys', 'kv-scratch');
     const newSlot = gpu.storage(nKV * capMax * 4, 'kv.select.slots', 'kv-scratch');

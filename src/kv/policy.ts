@@ -77,6 +77,11 @@ export interface CachePolicy {
    * 0 streaming); the budget is sinks + window; global heads never evict.
    */
   roles?: boolean;
+  /**
+   * Learned gates (Attention-Gate): the gate kernel writes each new entry's first statistic;
+   * the cache keeps exactly the entries whose score is >= 0 (no budget).
+   */
+  gate?: boolean;
   /** Extra checks beyond parameter ranges. */
   check?(budget: number, p: ParamValues): void;
 }

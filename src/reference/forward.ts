@@ -24,6 +24,8 @@ export class ReferenceModel {
   private caches: LayerCache[] = [];
   /** Called with each query head's attention probabilities over its KV head's entries (in cache order). */
   onAttention?: (layer: number, qHead: number, kvHead: number, probs: Float32Array) => void;
+  /** Called with each layer's normalized input (the tensor q/k/v and an Attention-Gate read). */
+  onNormed?: (layer: number, pos: number, xn: Float32Array) => void;
 
   /** Layer -> the layer whose cache it reads (KVSharer); a shared layer appends nothing. */
   readonly source: Int32Array;
@@ -87,6 +89,7 @@ export class ReferenceModel {
     for (let l = 0; l < c.numLayers; l++) {
       const p = `model.layers.${l}.`;
       const xn = rmsnorm(x, this.get(p + 'input_layernorm.weight'), c.rmsNormEps);
+      this.onNormed?.(l, pos, xn);
       const bias = (n: string) => (c.attentionBias ? this.get(p + `self_attn.${n}_proj.bias`) : undefined);
       const q = matvec(this.get(p + 'self_attn.q_proj.weight'), xn, nH * hd, H, bias('q'));
       const k = matvec(this.get(p + 'self_attn.k_proj.weight'), xn, nKV * hd, H, bias('k'));

@@ -73,6 +73,9 @@ export function refScore(name: string, p: RefParams, e: RefEntry, t: number, lay
     case 'streaming':
     case 'head-roles':
       return e.pos;
+    case 'attention-gate':
+      // The gate logit (refGate in src/kv/gates.ts), stored in `a` when the entry arrived.
+      return e.a;
     case 'h2o':
     case 'tova':
       return e.a;

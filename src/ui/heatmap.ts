@@ -1,7 +1,9 @@
 /**
  * The layers x KV-heads view: one cell per (layer, KV head), colour = live entries / tokens
  * seen (1 = the whole conversation is kept), hover shows the counts. A layer that reads
- * another layer's cache (layer sharing) is drawn hatched with a link to its source.
+ * another layer's cache (layer sharing) is drawn hatched with a link to its source. Under a
+ * head-role policy (PruLong / DuoAttention) each cell is marked G (global head: keeps
+ * everything) or S (streaming head: sinks + recent window).
  */
 import type { CacheSnapshot } from '../kv/types';
 
@@ -53,6 +55,11 @@ export function drawHeatmap(canvas: HTMLCanvasElement, s: CacheSnapshot): void {
       const x = left + h * cellW;
       ctx.fillStyle = occupancyColour((s.live[i] ?? 0) / tokens);
       ctx.fillRect(x, y, cellW - 1, cellH - 1);
+      const role = s.policy.roles?.[l]?.[h];
+      if (role !== undefined) {
+        ctx.fillStyle = (s.live[i] ?? 0) / tokens > 0.5 ? '#ffffff' : '#1d2530';
+        ctx.fillText(role === 1 ? 'G' : 'S', x + 3, y + Math.min(cellH / 2, 9));
+      }
       if (src !== l) {
         ctx.strokeStyle = 'rgba(200,80,0,0.8)';
         ctx.beginPath();

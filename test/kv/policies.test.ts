@@ -7,6 +7,8 @@ import type { PolicySpec } from '../../src/kv/types';
 import { InvalidArgumentError } from '../../src/errors';
 import { testGpu, rng } from '../gpu';
 import { f32Weights, loaded, randomWeights, smolLike } from '../engine/fixtures';
+import { gateWeights, refGate } from '../../src/kv/gates';
+import { randomGates } from './gate-fixtures';
 
 const CONTEXT = 128;
 const CHUNK = 8;
@@ -30,7 +32,10 @@ const MATRIX: PolicySpec[] = [
   { name: 'lagkv', params: { ratio: 0.5, sinks: 4, lag: 8 } },
   // Learned head roles (PruLong / DuoAttention): global heads keep everything, streaming heads sinks + window.
   { name: 'head-roles', params: { sinks: 4, window: 16 }, roles: [[1, 0], [0, 0], [0, 1]] },
+  // Learned Attention-Gate (random gate weights here): keeps exactly the entries whose gate logit is >= 0.
+  { name: 'attention-gate' },
 ];
+const GATES = randomGates(smolLike, 16, 7);
 const label = (s: PolicySpec) => [s.name, s.chunked ? 'chunked' : '', s.adakv ? 'adakv' : ''].filter(Boolean).join('+');
 
 it('the matrix covers every registered policy except full', () => {
@@ -47,8 +52,14 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
     it(`${label(spec)}: kept sets, statistics, attention after eviction, declared bound`, async () => {
       const gpu = await testGpu();
       const weights = randomWeights(smolLike, 'f32', 77);
-      const engine = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy: spec });
+      const isGate = spec.name === 'attention-gate';
+      const engine = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy: spec, gates: isGate ? GATES : undefined });
       const ref = new ReferenceModel(smolLike, f32Weights(weights), CONTEXT);
+      // Attention-Gate: the reference gate reads each layer's normalized input.
+      const gw = isGate ? gateWeights(smolLike, GATES) : undefined;
+      const gateCache = Array.from({ length: smolLike.numLayers }, () => ({ k: [] as Float32Array[], v: [] as Float32Array[] }));
+      let normed: Float32Array[][] = [];
+      ref.onNormed = (l, _p, xn) => normed[l]!.push(Float32Array.from(xn));
       const policy = getPolicy(spec.name);
       const resolved = resolvePolicy(spec, { context: CONTEXT, chunk: CHUNK, numLayers: smolLike.numLayers, numKvHeads: smolLike.numKvHeads });
       const params = resolved.params;
@@ -86,6 +97,7 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
         const promptEnd = si === prefillSteps - 1;
         let refLogits: Float32Array | undefined;
         mass = Array.from({ length: L * nKV }, () => new Map());
+        normed = Array.from({ length: L }, () => []);
         const sink = mass;
         for (const [row, t] of chunk.entries()) {
           // Only the last `massRows` query rows count (TOVA: 1, SnapKV: its window).
@@ -113,10 +125,11 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
         }
         for (let l = 0; l < L; l++) {
           const layerBudget = stepBudget ?? resolved.budgets![l]!;
-          // Role policies: a global head never evicts.
-          const headBudget = (kv: number) => ((((resolved.globalMask?.[l] ?? 0) >> kv) & 1) === 1 ? Infinity : layerBudget);
+          // Role policies: a global head never evicts. Attention-Gate: keep exactly the entries scoring >= 0.
+          let headBudget = (kv: number) => ((((resolved.globalMask?.[l] ?? 0) >> kv) & 1) === 1 ? Infinity : layerBudget);
           const budget = layerBudget;
           const cap = resolved.capacity[l]!;
+          const gateZ = gw ? refGate(gw, l, normed[l]!, pos0, gateCache[l]!, nKV) : undefined;
           const statsGpu = policy.needsAttention ? await gpu.readF32(engine.model.cache.layers[l]!.stats, nKV * snap.capacity[l * nKV]! * 2) : undefined;
           const heads = Array.from({ length: nKV }, (_, kv) => {
             const i = l * nKV + kv;
@@ -131,11 +144,13 @@ describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () =>
                 state[i]!.set(p, e);
               }
               refStatUpdate(spec.name, params, e, m.get(p) ?? 0, p >= pos0, t);
+              if (gateZ && p >= pos0) e.a = gateZ[p - pos0]![kv]!;
               return e;
             });
             const scores = dyn ? (due ? refLagScores(entries, stepSinks, dyn.lag) : entries.map(() => NaN)) : refScores(spec.name, params, entries, t, l, kv);
             return { i, entries, scores, kept: new Set(snap.positions![i]!) };
           });
+          if (isGate) headBudget = (kv: number) => heads[kv]!.scores.filter((x) => x >= 0).length;
           const total = heads.reduce((a, h) => a + h.entries.length, 0);
           const limit = resolved.adakv ? budget * nKV : budget;
           const over = resolved.adakv ? total > limit : heads.some((h, kv) => h.entries.length > headBudget(kv));

@@ -16,9 +16,10 @@ import { snapkv } from './snapkv';
 import { pyramidkv } from './pyramidkv';
 import { lagkv } from './lagkv';
 import { headRoles } from './head-roles';
+import { attentionGate } from './attention-gate';
 
 const registry = new Map<string, CachePolicy>();
-for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv, lagkv, headRoles]) registry.set(p.name, p);
+for (const p of [full, streaming, h2o, tova, knorm, random, lazyEviction, snapkv, pyramidkv, lagkv, headRoles, attentionGate]) registry.set(p.name, p);
 
 export function registerPolicy(policy: CachePolicy): void {
   if (!/^[a-z][a-z0-9-]*$/.test(policy.name)) throw new InvalidArgumentError(`Policy names are lowercase words with dashes, got '${policy.name}'.`);
@@ -71,6 +72,12 @@ export function resolvePolicy(spec: PolicySpec, ctx: PolicyContext): ResolvedPol
     return { policy, params, budgets: undefined, capacity: Array(ctx.numLayers).fill(ctx.context), acts: 'every', adakv: false, spec: { name: policy.name, params } };
   }
   if (policy.roles) return resolveRoles(policy, spec, params, ctx);
+  if (policy.gate) {
+    if (spec.budget !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no budget: its gates decide what is kept.`);
+    if (spec.chunked || spec.adakv) throw new InvalidArgumentError(`Policy '${policy.name}' does not compose with the chunked or adakv wrappers (it evicts after every chunk already).`);
+    const cap = Math.min(ctx.context, policy.bound(0, params, ctx));
+    return { policy, params, budgets: Array(ctx.numLayers).fill(cap), capacity: Array(ctx.numLayers).fill(cap), acts: 'every', adakv: false, spec: { name: policy.name, params } };
+  }
   if (spec.roles !== undefined) throw new InvalidArgumentError(`Policy '${policy.name}' takes no head roles; 'roles' is for role policies such as 'head-roles'.`);
   const b = spec.budget;
   const forced = policy.sinks(params) + policy.window(params);
