@@ -5,6 +5,7 @@
  */
 import { createEngine, type ChatMessage, type CacheSnapshot, type CompletionUsage, type KvscopeEngine, type PolicyInfo, type PolicyParamInfo } from '../api/index';
 import { cellAt, drawHeatmap } from './heatmap';
+import { mountCalibrationPanel } from './calibration';
 
 const BUNDLED_MODEL = 'models/kvscope-tiny/hf/';
 
@@ -53,7 +54,7 @@ const ui = {
   },
 };
 
-type PageState = 'idle' | 'loading' | 'ready' | 'generating' | 'error';
+type PageState = 'idle' | 'loading' | 'ready' | 'generating' | 'calibrating' | 'error';
 
 let engine: KvscopeEngine | null = null;
 let conversation: ChatMessage[] = [];
@@ -61,15 +62,17 @@ let policies: PolicyInfo[] = [];
 let lastSnapshot: CacheSnapshot | null = null;
 let drawPending = false;
 let snapshotsSeen = 0;
+const calibration = mountCalibrationPanel(el('sharing-panel'), { engine: () => engine, setBusy: (busy) => setState(busy ? 'calibrating' : 'ready') });
 
 function setState(s: PageState): void {
   document.body.dataset.state = s;
   const ready = s === 'ready';
   ui.send.disabled = !ready;
   ui.stop.disabled = s !== 'generating';
-  ui.load.disabled = s === 'loading' || s === 'generating';
+  ui.load.disabled = s === 'loading' || s === 'generating' || s === 'calibrating';
   ui.policy.disabled = !engine || s === 'loading';
   ui.applyPolicy.disabled = !engine || s === 'loading';
+  calibration.setPageState(s);
 }
 
 function describeError(e: unknown): string {
@@ -110,6 +113,7 @@ async function loadModel(): Promise<void> {
   showProgress('download', 0, 0, 0);
   const previous = engine;
   engine = null;
+  calibration.modelChanged(null);
   await previous?.unload().catch(() => undefined);
   try {
     const ctx = Number(ui.contextLength.value);
@@ -127,6 +131,7 @@ async function loadModel(): Promise<void> {
     snapshotsSeen = 0;
     e.onCacheSnapshot(onSnapshot, { everyTokens: 8, everyMs: 200, positions: true });
     await populatePolicies(e);
+    calibration.modelChanged(e);
     setState('ready');
   } catch (err) {
     ui.modelStatus.textContent = `Could not load ${location}: ${describeError(err)}`;
@@ -299,6 +304,7 @@ function onSnapshot(s: CacheSnapshot): void {
     if (!lastSnapshot) return;
     drawHeatmap(ui.heatmap, lastSnapshot);
     renderTokenView(lastSnapshot);
+    calibration.snapshot(lastSnapshot);
     ui.heatmap.dataset.snapshots = String(snapshotsSeen);
     ui.m.tokens.textContent = String(lastSnapshot.tokens);
     ui.m.kvAlloc.textContent = formatBytes(lastSnapshot.kvBytesAllocated);
