@@ -169,6 +169,22 @@ describe('engine.calibrateSharing (in-thread)', () => {
   });
 });
 
+describe('createEngine({ sharing })', () => {
+  it('starts with the map: the first request allocates the shared cache', async () => {
+    const e = await createEngine({ model, worker: false, contextLength: 64, sharing: { 2: 0 } });
+    try {
+      expect(e.sharing).toEqual({ 2: 0 });
+      expect([...e.inThreadEngine!.cacheSource]).toEqual([0, 1, 0]);
+      const savings = await e.sharingSavings({ 2: 0 });
+      const r = await e.chat.completions.create({ messages: ask('Shared from the start.'), max_tokens: 2 });
+      expect(r.usage.extra.kv_bytes_allocated).toBe(savings.kvBytesAllocated);
+      expect(savings.kvBytesSaved).toBeGreaterThan(0);
+    } finally {
+      await e.unload();
+    }
+  });
+});
+
 describe('calibration over the worker protocol (WorkerHost <-> WorkerBackend over a MessageChannel)', () => {
   it('delivers every progress event before the map; errors and aborts keep their class and name', async () => {
     const { port1, port2 } = new MessageChannel();
