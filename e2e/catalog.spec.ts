@@ -84,3 +84,24 @@ test('a catalogue id resolves to a localhost q4f16_1 MLC directory that loads, c
   expect(want.length).toBeGreaterThan(0);
   expect(result.greedyIds).toEqual(want);
 });
+
+test("the demo's model picker lists WebLLM's catalogue with size and VRAM, and refuses unsupported ids with the architecture named", async ({ page }) => {
+  await page.goto('/');
+  const choice = page.locator('#model-choice');
+  await expect(choice).toHaveAttribute('data-catalog', /^[1-9]\d*$/, { timeout: 120_000 });
+  const qwen = choice.locator('option[value="webllm:Qwen2.5-0.5B-Instruct-q4f16_1-MLC"]');
+  await expect(qwen).toHaveText('Qwen2.5-0.5B-Instruct-q4f16_1-MLC (0.5B params, VRAM ≈ 945 MB)');
+  await expect(qwen.locator('xpath=..')).toHaveAttribute('label', /runs in kvscope/);
+  await choice.selectOption('webllm:Qwen2.5-0.5B-Instruct-q4f16_1-MLC');
+  await expect(page.locator('#model-choice-note')).toContainText('https://huggingface.co/mlc-ai/Qwen2.5-0.5B-Instruct-q4f16_1-MLC/resolve/main/');
+  await expect(page.locator('#model-url-row')).toBeHidden();
+
+  const phi = choice.locator('option[value="webllm:Phi-3.5-mini-instruct-q4f16_1-MLC"]');
+  await expect(phi).toContainText('not supported');
+  await expect(phi.locator('xpath=..')).toHaveAttribute('label', /not supported/);
+  await choice.selectOption('webllm:Phi-3.5-mini-instruct-q4f16_1-MLC');
+  await expect(page.locator('#model-choice-note')).toHaveText(/phi3 architecture \(Phi\); kvscope supports Llama 3\.x/);
+  await page.click('#load');
+  await expect(page.locator('#model-status')).toHaveText(/Model "Phi-3\.5-mini-instruct-q4f16_1-MLC" uses the phi3 architecture/);
+  await expect(page.locator('#model-status')).toHaveClass(/error/);
+});

@@ -126,6 +126,39 @@ export async function clearModelCache(modelUrl?: string | URL, storage: CacheSto
   return n;
 }
 
+/**
+ * Whether every file of an MLC model directory (`weightUrl`, e.g. catalog.ts's `weightUrl`)
+ * is in Cache Storage, in WebLLM's caches or kvscope's own: mlc-chat-config.json,
+ * tensor-cache.json and each shard it lists. Nothing is downloaded; false without Cache Storage.
+ */
+export async function isModelCached(weightUrl: string, storage: CacheStorageLike | undefined = globalCaches()): Promise<boolean> {
+  if (!storage) return false;
+  const caches: CacheLike[] = [];
+  for (const name of [...WEBLLM_CACHE_NAMES, KVSCOPE_CACHE_NAME]) {
+    if (await storage.has(name).catch(() => false)) caches.push(await storage.open(name));
+  }
+  const find = async (url: string): Promise<Response | undefined> => {
+    for (const c of caches) {
+      const hit = await c.match(url).catch(() => undefined);
+      if (hit && hit.ok && hit.headers.get(H_MISSING) !== '1') return hit;
+    }
+    return undefined;
+  };
+  const base = weightUrl.endsWith('/') ? weightUrl : `${weightUrl}/`;
+  const index = await find(`${base}tensor-cache.json`);
+  if (!index || !(await find(`${base}mlc-chat-config.json`))) return false;
+  let records: { dataPath?: unknown }[];
+  try {
+    records = ((await index.json()) as { records?: { dataPath?: unknown }[] }).records ?? [];
+  } catch {
+    return false;
+  }
+  for (const r of records) {
+    if (typeof r.dataPath !== 'string' || !(await find(new URL(r.dataPath, base).href))) return false;
+  }
+  return records.length > 0;
+}
+
 /** Grows as bytes arrive; preallocated when the size is known. */
 class ByteSink {
   private buf: Uint8Array;

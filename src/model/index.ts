@@ -3,7 +3,7 @@ export { parseHfConfig, parseMlcConfig, toHfConfig, toMlcChatConfig } from './co
 export type { ModelConfig, RopeScaling } from './config';
 export { openModelSource, UrlSource, NodeDirSource, MemorySource } from './source';
 export type { ModelSource, ProgressCallback } from './source';
-export { clearModelCache, hasCacheStorage, KVSCOPE_CACHE_NAME, WEBLLM_CACHE_NAMES } from './cache-store';
+export { clearModelCache, hasCacheStorage, isModelCached, KVSCOPE_CACHE_NAME, WEBLLM_CACHE_NAMES } from './cache-store';
 export type { ModelCacheOptions, CacheLike, CacheStorageLike, FileExpectations } from './cache-store';
 export { toFloat32, decodeToFloat32, encodeFromFloat32, tensorFromFloat32, dtypeBytes, numel, sameTensorBytes } from './tensor';
 export type { HostTensor, TensorDtype, WeightSet } from './tensor';

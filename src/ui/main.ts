@@ -5,6 +5,7 @@
  */
 import { createEngine, type ChatMessage, type CacheSnapshot, type CompletionUsage, type KvscopeEngine, type PolicyInfo, type PolicyParamInfo } from '../api/index';
 import { cellAt, drawHeatmap } from './heatmap';
+import { mountModelPicker } from './model-picker';
 import { mountCalibrationPanel } from './calibration';
 
 const BUNDLED_MODEL = 'models/kvscope-tiny/hf/';
@@ -89,8 +90,11 @@ function formatBytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
+// WebLLM's catalogue in #model-choice (src/ui/model-picker.ts).
+const picker = mountModelPicker(ui.modelChoice, el('model-choice-note'));
+
 function modelLocation(): string {
-  return ui.modelChoice.value === 'bundled' ? BUNDLED_MODEL : ui.modelUrl.value.trim();
+  return picker.urlOf(ui.modelChoice.value) ?? (ui.modelChoice.value === 'bundled' ? BUNDLED_MODEL : ui.modelUrl.value.trim());
 }
 
 function showProgress(stage: string, loaded: number, total: number, fraction: number): void {
@@ -101,6 +105,12 @@ function showProgress(stage: string, loaded: number, total: number, fraction: nu
 }
 
 async function loadModel(): Promise<void> {
+  const refused = picker.refusal(ui.modelChoice.value);
+  if (refused) {
+    ui.modelStatus.textContent = refused;
+    ui.modelStatus.classList.add('error');
+    return;
+  }
   const location = modelLocation();
   if (!location) {
     ui.modelStatus.textContent = 'Enter the URL of a model directory first.';
@@ -119,6 +129,8 @@ async function loadModel(): Promise<void> {
     const ctx = Number(ui.contextLength.value);
     const e = await createEngine({
       model: location,
+      // The bundled model is served by this page's server and may be retrained in place: no Cache Storage copy.
+      ...(ui.modelChoice.value === 'bundled' ? { cache: false } : {}),
       ...(Number.isInteger(ctx) && ctx > 0 ? { contextLength: ctx } : {}),
       onProgress: (p) => showProgress(p.stage, p.loaded, p.total, p.fraction),
     });

@@ -12,6 +12,7 @@ import {
   type ModelCacheOptions,
   checkFileContent,
   clearModelCache,
+  isModelCached,
 } from '../../src/model/cache-store';
 import { toHfConfig, toMlcChatConfig } from '../../src/model/config';
 import { UrlSource, openModelSource } from '../../src/model/source';
@@ -461,6 +462,19 @@ describe('Cache Storage for model URLs', () => {
     expect(storage.caches.has(KVSCOPE_CACHE_NAME)).toBe(false);
     expect(await clearModelCache(undefined, storage)).toBe(0);
     expect(await clearModelCache()).toBe(0); // Node: no Cache Storage
+  });
+
+  it('isModelCached: every file of an MLC directory, from WebLLM\'s caches and/or its own', async () => {
+    const { files, shards } = mlcFiles();
+    const storage = new FakeStorage();
+    expect(await isModelCached(BASE, storage)).toBe(false);
+    const webllm = await storage.open('webllm/model');
+    for (const [name, bytes] of files) if (name !== shards[0]) webllm.addFetched(BASE + name, bytes);
+    expect(await isModelCached(BASE, storage)).toBe(false); // one shard missing
+    (await storage.open(KVSCOPE_CACHE_NAME)).addFetched(BASE + shards[0]!, files.get(shards[0]!)!);
+    expect(await isModelCached(BASE, storage)).toBe(true);
+    expect(await isModelCached('https://models.example/other/', storage)).toBe(false);
+    expect(await isModelCached(BASE)).toBe(false); // Node: no Cache Storage
   });
 
   it('a fetch that fails outright is retried, then reported with the URL', async () => {
