@@ -178,6 +178,13 @@ class ByteSink {
   reset(): void {
     this.length = 0;
   }
+  /** Makes room for `total` bytes in all (one allocation instead of repeated doubling). */
+  reserve(total: number): void {
+    if (total <= this.buf.byteLength) return;
+    const next = new Uint8Array(total);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
   view(start = 0, end = this.length): Uint8Array {
     return this.buf.subarray(start, end);
   }
@@ -588,7 +595,10 @@ export class ModelFileCache {
           attempt++;
           continue;
         }
-        if (cr.total !== undefined) total = cr.total;
+        if (cr.total !== undefined) {
+          total = cr.total;
+          sink.reserve(cr.total);
+        }
         declared = undefined;
       } else if (response.status === 200) {
         // A first request, or a server that ignores Range / a file that changed: whole body.
@@ -599,7 +609,10 @@ export class ModelFileCache {
           throw new ModelLoadError('bad-model-url', `Could not fetch ${url}: the server answered with an HTML page, not the file (is the model directory served at this URL?).`);
         }
         declared = plainLength(response);
-        if (declared !== undefined) total = expect.bytes ?? declared;
+        if (declared !== undefined) {
+          total = expect.bytes ?? declared;
+          sink.reserve(declared);
+        }
         validator = response.headers.get('etag') ?? response.headers.get('last-modified') ?? undefined;
       } else if (resuming && response.status === 416) {
         await response.body?.cancel().catch(() => undefined);
@@ -617,7 +630,7 @@ export class ModelFileCache {
         }
         throw new ModelLoadError('bad-model-url', msg);
       }
-      const checkpoint = own !== undefined && total !== undefined && total > 2 * this.partBytes;
+      let checkpoint = own !== undefined && total !== undefined && total > 2 * this.partBytes;
       report();
       try {
         await readBody(response, sink, async () => {
@@ -632,7 +645,10 @@ export class ModelFileCache {
               [H_BYTES]: String(part.byteLength),
             };
             if (validator) headers[H_VALIDATOR] = validator;
-            if (!(await this.put(own!, partKey(url, parts), new Response(part, { status: 200, headers })))) break;
+            if (!(await this.put(own!, partKey(url, parts), new Response(part, { status: 200, headers })))) {
+              checkpoint = false; // e.g. over quota: no further parts for this file
+              break;
+            }
             this.withParts.add(url);
             parts++;
           }

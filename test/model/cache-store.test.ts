@@ -32,12 +32,15 @@ interface Entry {
 /** A Cache as the browser has it, in memory (keys are absolute URLs). */
 class FakeCache implements CacheLike {
   readonly entries = new Map<string, Entry>();
+  /** Simulates a full origin quota. */
+  full = false;
   async match(url: string): Promise<Response | undefined> {
     const e = this.entries.get(url);
     return e ? new Response(e.body ? e.body.slice() : null, { status: e.status, headers: e.headers }) : undefined;
   }
   async put(url: string, response: Response): Promise<void> {
     if (response.status === 206) throw new TypeError('Cache.put: partial response');
+    if (this.full) throw new DOMException('Quota exceeded', 'QuotaExceededError');
     const body = response.body ? new Uint8Array(await response.arrayBuffer()) : null;
     this.entries.set(url, { body, status: response.status, headers: [...response.headers] });
   }
@@ -475,6 +478,23 @@ describe('Cache Storage for model URLs', () => {
     expect(await isModelCached(BASE, storage)).toBe(true);
     expect(await isModelCached('https://models.example/other/', storage)).toBe(false);
     expect(await isModelCached(BASE)).toBe(false); // Node: no Cache Storage
+  });
+
+  it('a full Cache Storage (put fails) warns once and the load still succeeds', async () => {
+    const { files, weights, shards } = mlcFiles(20_000);
+    const storage = new FakeStorage();
+    (await storage.open(KVSCOPE_CACHE_NAME)).full = true;
+    const server = serve(files);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      expectSameWeights(weights, (await loadModel(BASE, opts(storage, server, { partBytes: 2048 }))).weights);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0]![0])).toMatch(/could not store .*Quota exceeded/);
+    } finally {
+      warn.mockRestore();
+    }
+    expect(storage.cache(KVSCOPE_CACHE_NAME).entries.size).toBe(0);
+    expect(server.requestsFor(shards[1]!).length).toBe(1);
   });
 
   it('a fetch that fails outright is retried, then reported with the URL', async () => {
