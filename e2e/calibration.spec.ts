@@ -173,4 +173,16 @@ test('calibrate layer sharing: progress to the end, result, download, apply -> K
   await expect(page.locator('#sharing-measured')).toHaveAttribute('data-sharing', '');
   expect(Number(await page.locator('#sharing-measured').getAttribute('data-allocated'))).toBe(unsharedExact);
   await expect.poll(() => linkPixels(page)).toBe(0);
+
+  // Cancel: a full-size calibration (30 samples of 64 tokens) stops, and the page is usable again.
+  await page.fill('#sharing-samples', '30');
+  await page.fill('#sharing-tokens', '64');
+  await page.click('#calibrate');
+  await expect(page.locator('#calibration-cancel')).toBeVisible();
+  await page.click('#calibration-cancel');
+  await expect(page.locator('#sharing-status')).toContainText('Calibration cancelled', { timeout: 60_000 });
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready');
+  await expect(page.locator('#calibration-cancel')).toBeHidden();
+  await send(page, 'After the cancel.', 3);
+  await expect(page.locator('#sharing-measured')).toHaveAttribute('data-sharing', '');
 });
