@@ -6,8 +6,9 @@
  * the others are listed apart and refused with catalog.ts's message naming the architecture.
  * main.ts asks `urlOf` / `refusal` when Load is pressed.
  */
-import { classifyCatalogRecord, loadPrebuiltCatalog, type CatalogEntry } from '../model/catalog';
+import { classifyCatalogRecord, loadPrebuiltCatalog, type Catalog, type CatalogEntry } from '../model/catalog';
 import { isModelCached } from '../model/cache-store';
+import type { CatalogWorkerMessage } from './catalog.worker';
 
 /** Option values of catalogue entries: this prefix + the model id. */
 export const CATALOG_VALUE_PREFIX = 'webllm:';
@@ -32,6 +33,23 @@ export function describeEntry(e: CatalogEntry, cached: boolean): string {
   return `${e.id} (${bits.filter(Boolean).join(', ')})`;
 }
 
+/** The catalogue, read in a worker (catalog.worker.ts) so the page's main thread never parses WebLLM's bundle. */
+function loadCatalogOffThread(): Promise<Catalog> {
+  if (typeof Worker === 'undefined') return loadPrebuiltCatalog();
+  return new Promise<Catalog>((resolve, reject) => {
+    const worker = new Worker(new URL('./catalog.worker.ts', import.meta.url), { type: 'module', name: 'kvscope-catalog' });
+    worker.onmessage = (ev: MessageEvent<CatalogWorkerMessage>) => {
+      worker.terminate();
+      if (ev.data.ok) resolve({ model_list: ev.data.records });
+      else reject(new Error(ev.data.message));
+    };
+    worker.onerror = (ev) => {
+      worker.terminate();
+      reject(new Error(ev.message || 'the catalogue worker failed'));
+    };
+  });
+}
+
 export function mountModelPicker(select: HTMLSelectElement, note: HTMLElement): ModelPicker {
   const supported = new Map<string, CatalogEntry>();
   const refused = new Map<string, string>();
@@ -53,9 +71,9 @@ export function mountModelPicker(select: HTMLSelectElement, note: HTMLElement): 
   select.addEventListener('change', showNote);
 
   const ready = (async () => {
-    let catalog;
+    let catalog: Catalog;
     try {
-      catalog = await loadPrebuiltCatalog();
+      catalog = await loadCatalogOffThread();
     } catch (e) {
       console.warn(`kvscope demo: WebLLM's catalogue could not be loaded (${(e as Error).message}); only the bundled model and URLs are offered.`);
       return;
