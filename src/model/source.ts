@@ -60,9 +60,11 @@ const isNode = typeof process !== 'undefined' && typeof process.versions?.node =
 
 export interface OpenSourceOptions {
   /**
-   * Cache Storage for URL sources (cache-store.ts): on by default where `caches` exists
-   * (browsers), `false` to neither read nor write any cache, or options. Node has no `caches`
-   * and reads URLs straight from the network unless `storage` is given here.
+   * Cache Storage for URL sources (cache-store.ts): `true` or options to use it where `caches`
+   * exists (browsers), `false` to neither read nor write any cache but still check downloads.
+   * Default: none (plain fetch), so that callers other than loadModel (e.g. a sharing map
+   * that may be rewritten in place) never get a stale copy. Node has no `caches` and reads
+   * URLs straight from the network unless `storage` is given here.
    */
   cache?: boolean | ModelCacheOptions;
 }
@@ -91,7 +93,7 @@ export function openModelSource(location: string | URL, options: OpenSourceOptio
  * otherwise (Node) none, and fetch is used as is. blob: and data: URLs are never cached.
  */
 function urlCache(url: string, cache: boolean | ModelCacheOptions | undefined): ModelFileCache | undefined {
-  if (!/^https?:/i.test(url)) return undefined;
+  if (cache === undefined || !/^https?:/i.test(url)) return undefined;
   const opts: ModelCacheOptions = typeof cache === 'object' ? cache : cache === false ? { enabled: false } : {};
   if (!opts.storage && !hasCacheStorage()) return undefined;
   return new ModelFileCache(opts);

@@ -62,7 +62,7 @@ function asObject(v: unknown, where: string): Record<string, unknown> {
 export async function loadModel(location: string | URL | ModelSource, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const source =
     typeof location === 'string' || location instanceof URL
-      ? openModelSource(location, options.cache === undefined ? {} : { cache: options.cache })
+      ? openModelSource(location, { cache: options.cache ?? true })
       : location;
   let layout = options.layout;
   let configBytes: Uint8Array | undefined;

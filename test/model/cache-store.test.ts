@@ -443,9 +443,11 @@ describe('Cache Storage for model URLs', () => {
 
   it('Node without Cache Storage keeps plain fetch; cache: false opens no cache layer', () => {
     expect((globalThis as { caches?: unknown }).caches).toBeUndefined();
-    const plain = openModelSource(BASE);
+    const plain = openModelSource(BASE, { cache: true });
     expect(plain).toBeInstanceOf(UrlSource);
     expect((plain as UrlSource).cache).toBeUndefined();
+    // Without a cache option (callers other than loadModel) there is no cache layer even with a storage around.
+    expect((openModelSource(BASE) as UrlSource).cache).toBeUndefined();
     expect((openModelSource(BASE, { cache: false }) as UrlSource).cache).toBeUndefined();
     const withStorage = openModelSource(BASE, { cache: { storage: new FakeStorage() } }) as UrlSource;
     expect(withStorage.cache?.storage).toBeInstanceOf(FakeStorage);
