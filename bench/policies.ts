@@ -32,7 +32,7 @@
  *
  *   npm run bench:policies [-- --prompt 1800 --decode 32 --budget 256 --rounds 2 --policies full,h2o --snapshot-policies full,h2o]
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Gpu, type Op } from '../src/gpu/device';
 import { Engine } from '../src/engine/engine';
@@ -40,6 +40,7 @@ import type { ModelConfig } from '../src/model/config';
 import { loadModel, type LoadedModel } from '../src/model/weights';
 import { randomModel } from '../src/model/writers';
 import { listPolicies } from '../src/kv/policies/registry';
+import { headRolesSpec } from '../src/kv/head-roles';
 import type { PolicySpec } from '../src/kv/types';
 
 function arg(name: string, dflt: number): number {
@@ -66,7 +67,7 @@ const SNAPSHOT_POLICIES: PolicySpec[] = (() => {
   const names = i < 0 ? ['full', 'h2o'] : process.argv[i + 1]!.split(',').filter((n) => n !== 'none');
   return names.map((n) => (n === 'full' ? { name: n } : { name: n, budget: BUDGET }));
 })();
-const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter', 'kv.select-compact']);
+const POLICY_OPS = new Set(['kv.mass', 'kv.select', 'kv.gather', 'kv.scatter', 'kv.select-compact', 'kv.gate.proj', 'kv.gate.attn']);
 if (PROMPT + DECODE + 1 + 4 * BLOCK > CONTEXT) throw new Error(`prompt + decode + ${4 * BLOCK} policy-share steps must fit the context of ${CONTEXT}`);
 if (PROMPT + 3 + 3 * ROUNDS * (DECODE + 1) > CONTEXT) throw new Error(`prompt + ${3 * ROUNDS} snapshot-bench calls of ${DECODE + 1} tokens must fit the context of ${CONTEXT}`);
 
@@ -195,7 +196,22 @@ for (const [p, s] of snapRows) {
 
 interface Row { policy: string; tps: number; prefill: number; footprint: number; kvMB: number; share: { a: number; b: number } | undefined; error?: string }
 const rows: Row[] = [];
-const specs: PolicySpec[] = listPolicies().filter((p) => !ONLY || ONLY.has(p.name)).map((p) => (p.usesBudget ? { name: p.name, budget: BUDGET } : { name: p.name }));
+// Role and gate policies take their inputs from the model directory when it ships them:
+// head-roles/prulong.json (roles; streaming heads get sinks 16 + window BUDGET - 16 here) and
+// gates/gate-50.safetensors (the Attention-Gate trained for 50% eviction); otherwise skipped.
+const rolesFile = resolve('models/kvscope-tiny/head-roles/prulong.json');
+const gateFile = resolve('models/kvscope-tiny/gates/gate-50.safetensors');
+const specs: PolicySpec[] = [];
+for (const p of listPolicies().filter((q) => !ONLY || ONLY.has(q.name))) {
+  if (p.name === 'head-roles') {
+    if (!existsSync(rolesFile)) continue;
+    specs.push({ ...headRolesSpec(JSON.parse(readFileSync(rolesFile, 'utf8')), { sinks: 16, window: BUDGET - 16 }) });
+  } else if (p.name === 'attention-gate') {
+    if (!existsSync(gateFile)) continue;
+    await engine.setGates(gateFile);
+    specs.push({ name: p.name });
+  } else specs.push(p.usesBudget ? { name: p.name, budget: BUDGET } : { name: p.name });
+}
 for (const spec of specs) {
   try {
     engine.setPolicy(spec);

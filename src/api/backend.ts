@@ -67,6 +67,8 @@ export interface EngineBackend {
   calibrateSharing(options: BackendCalibrationOptions, onProgress?: (p: CalibrationProgressEvent) => void): Promise<SharingMap>;
   /** Chooses a layer-sharing map (or none) for the next request. */
   setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void>;
+  /** Loads Attention-Gate weights (a safetensors URL/path) for the `attention-gate` policy, or removes them (null). */
+  setGates(src: string | null): Promise<void>;
   /** What a sharing map saves under the policy of the next request. */
   sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings>;
   /** One listener at a time; `null` stops snapshots. */
@@ -306,6 +308,10 @@ export class LocalBackend implements EngineBackend {
 
   async setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void> {
     this.loaded().setSharing(sharing ?? undefined);
+  }
+
+  async setGates(src: string | null): Promise<void> {
+    await this.loaded().setGates(src ?? undefined);
   }
 
   async sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {

@@ -79,6 +79,12 @@ export interface KvscopeEngine {
   setSharing(sharing: SharingMap | Record<string, number> | null): Promise<void>;
   /** The sharing map in effect for the next request (`null`: none). */
   readonly sharing: SharingMap | Record<string, number> | null;
+  /**
+   * Loads Attention-Gate weights (a safetensors file URL, e.g. `<model>/gates/gate-50.safetensors`)
+   * for the `attention-gate` policy, or removes them with `null`. The cache is rebuilt and the
+   * conversation prefilled again at the next request.
+   */
+  setGates(src: string | null): Promise<void>;
   /** The KV bytes a sharing map saves under the policy of the next request (validates the map). */
   sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings>;
   /**
@@ -405,6 +411,10 @@ class EngineHandle implements KvscopeEngine {
       await this.backend.setSharing(sharing);
       this.currentSharing = sharing;
     });
+  }
+
+  setGates(src: string | null): Promise<void> {
+    return this.enqueue(() => this.backend.setGates(src));
   }
 
   sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {

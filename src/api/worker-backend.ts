@@ -86,6 +86,10 @@ export class WorkerBackend implements EngineBackend {
     return this.call(() => this.remote.setSharing(sharing));
   }
 
+  setGates(src: string | null): Promise<void> {
+    return this.call(() => this.remote.setGates(src));
+  }
+
   sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
     return this.call(() => this.remote.sharingSavings(sharing));
   }

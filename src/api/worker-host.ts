@@ -98,6 +98,10 @@ export class WorkerHost {
     return wire(() => this.backend.setSharing(sharing));
   }
 
+  setGates(src: string | null): Promise<void> {
+    return wire(() => this.backend.setGates(src));
+  }
+
   sharingSavings(sharing: SharingMap | Record<string, number> | null): Promise<SharingSavings> {
     return wire(() => this.backend.sharingSavings(sharing));
   }

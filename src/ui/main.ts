@@ -3,6 +3,7 @@
  * answers, pick a cache policy for the next turn, and watch the layers x KV-heads view.
  * The page's main thread only touches the DOM; the engine runs in the worker.
  */
+import { headRolesSpec } from '../kv/head-roles';
 import { createEngine, type ChatMessage, type CacheSnapshot, type CompletionUsage, type KvscopeEngine, type PolicyInfo, type PolicyParamInfo } from '../api/index';
 import { cellAt, drawHeatmap } from './heatmap';
 import { mountModelPicker } from './model-picker';
@@ -199,6 +200,34 @@ function renderPolicyParams(): void {
   ui.policyDescription.textContent = info?.description ?? '';
   ui.budgetRow.hidden = !info || !info.usesBudget;
   ui.policyParams.replaceChildren(...(info?.params ?? []).filter((p) => p.name !== 'budget').map(paramInput));
+  // Learned policies take their trained inputs from files shipped beside the model.
+  const companion = COMPANIONS[ui.policy.value];
+  if (companion) {
+    const label = document.createElement('label');
+    label.textContent = `${companion.label} `;
+    const sel = document.createElement('select');
+    sel.dataset.companion = '1';
+    sel.append(...companion.files.map((f) => new Option(f, f)));
+    label.append(sel);
+    ui.policyParams.append(label);
+  }
+}
+
+/** Trained inputs of the learned policies: files beside the model directory (or inside it). */
+const COMPANIONS: Record<string, { label: string; dir: string; files: string[] }> = {
+  'attention-gate': { label: 'Gate weights', dir: 'gates', files: ['gate-50.safetensors', 'gate-75.safetensors'] },
+  'head-roles': { label: 'Head roles', dir: 'head-roles', files: ['prulong.json', 'duo.json'] },
+};
+
+/** The URL of a companion file: `<model>/<dir>/<file>`, else `<model>/../<dir>/<file>` (the bundled layout). */
+async function companionUrl(dir: string, file: string): Promise<string> {
+  const base = new URL(modelLocation(), location.href);
+  for (const rel of [`${dir}/${file}`, `../${dir}/${file}`]) {
+    const u = new URL(rel, base.href.endsWith('/') ? base : new URL(base.href + '/')).href;
+    const r = await fetch(u, { method: 'HEAD' }).catch(() => undefined);
+    if (r?.ok && !(r.headers.get('content-type') ?? '').includes('text/html')) return u;
+  }
+  throw new Error(`This model ships no ${dir}/${file} (looked beside and inside ${base.href}).`);
 }
 
 async function applyPolicy(): Promise<void> {
@@ -206,6 +235,7 @@ async function applyPolicy(): Promise<void> {
   const name = ui.policy.value;
   const params: Record<string, number | boolean | string> = {};
   for (const input of ui.policyParams.querySelectorAll<HTMLInputElement | HTMLSelectElement>('[data-param]')) {
+    if (COMPANIONS[name] && input.dataset.param !== 'sinks' && input.dataset.param !== 'window') continue;
     const key = input.dataset.param!;
     const type = input.dataset.type;
     if (input instanceof HTMLInputElement && input.type === 'checkbox') params[key] = input.checked;
@@ -217,6 +247,20 @@ async function applyPolicy(): Promise<void> {
   try {
     ui.policyStatus.classList.remove('error');
     ui.policyStatus.textContent = `Setting ${name}…`;
+    const companion = COMPANIONS[name];
+    const file = ui.policyParams.querySelector<HTMLSelectElement>('[data-companion]')?.value;
+    if (companion && file) {
+      const url = await companionUrl(companion.dir, file);
+      if (name === 'attention-gate') {
+        await engine.setGates(url);
+        await engine.setPolicy({ name });
+      } else {
+        const map: unknown = await (await fetch(url)).json();
+        await engine.setPolicy(headRolesSpec(map, params as { sinks?: number; window?: number }));
+      }
+      ui.policyStatus.textContent = `${name} (${file}): applies from the next turn (the conversation is prefilled again under it).`;
+      return;
+    }
     await engine.setPolicy(name, usesBudget ? { ...params, budget } : params);
     ui.policyStatus.textContent = `${name}${usesBudget ? `, budget ${budget}` : ''}: applies from the next turn (the conversation is prefilled again under it).`;
   } catch (err) {
