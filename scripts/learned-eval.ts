@@ -1,0 +1,149 @@
+/**
+ * `npm run eval:learned`: the learned cache policies (Attention-Gate, PruLong / DuoAttention
+ * head roles) against training-free ones at matched KV footprint, on held-out English text
+ * with the bundled model. Retrieval tasks cannot separate policies while the bundled model
+ * does not retrieve (training/README.md), so this measures what does apply to any language
+ * model: how far each compressed cache moves the next-token distribution from the full
+ * cache's (logit drift, KL in nats) and the held-out perplexity it gives.
+ *
+ * Per sample: a held-out Brown text (training/data/eval-text-brown-1024.jsonl, or held-out
+ * text generated from the corpus when absent) is cut into a prompt of PROMPT tokens prefilled
+ * in chunks of CHUNK, then CONT continuation tokens are teacher-forced one by one through a
+ * full-cache engine and the compressed one. Footprint = mean over (layer, KV head) of the
+ * snapshot's footprint (methods.md §5: chunked prefill counted).
+ *
+ * Matching: every learned policy is run first; its measured live fraction at the end sets
+ * the budget of the training-free policies compared with it (streaming, h2o, tova, knorm).
+ *
+ *   npm run eval:learned [-- --samples 4 --prompt 384 --cont 128 --out eval-results/learned.json]
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Engine } from '../src/engine/engine';
+import { Gpu } from '../src/gpu/device';
+import { loadModel } from '../src/model/weights';
+import { headRolesSpec } from '../src/kv/head-roles';
+import type { PolicySpec } from '../src/kv/types';
+import { klDivergence } from '../src/metrics/kl';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? dflt : Number(process.argv[i + 1]);
+}
+function sarg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? dflt : process.argv[i + 1]!;
+}
+const SAMPLES = arg('samples', 4);
+const PROMPT = arg('prompt', 384);
+const CONT = arg('cont', 128);
+const CHUNK = 64;
+const CONTEXT = PROMPT + CONT;
+const OUT = sarg('out', 'eval-results/learned.json');
+const MODEL_DIR = resolve('models/kvscope-tiny');
+
+const gpu = await Gpu.create();
+const loaded = await loadModel(resolve(MODEL_DIR, 'hf'));
+
+function texts(): number[][] {
+  const file = resolve('training/data/eval-text-brown-1024.jsonl');
+  if (!existsSync(file)) throw new Error(`${file} is missing: run training/gen-all.sh eval (held-out Brown text, tokenized).`);
+  const rows = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { ids: number[] });
+  return rows.filter((r) => r.ids.length >= CONTEXT).slice(0, SAMPLES).map((r) => r.ids.slice(0, CONTEXT));
+}
+
+function logSoftmaxAt(logits: Float32Array, id: number): number {
+  let m = -Infinity;
+  for (const x of logits) m = Math.max(m, x);
+  let s = 0;
+  for (const x of logits) s += Math.exp(x - m);
+  return logits[id]! - m - Math.log(s);
+}
+
+interface Row {
+  label: string;
+  policy: PolicySpec;
+  footprint: number;
+  liveFraction: number;
+  kl: number;
+  ppl: number;
+  pplFull: number;
+}
+
+async function run(label: string, policy: PolicySpec, gates?: string): Promise<Row> {
+  const ref = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK });
+  const eng = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy, gates });
+  let kl = 0;
+  let nll = 0;
+  let nllFull = 0;
+  let n = 0;
+  let foot = 0;
+  let live = 0;
+  try {
+    for (const ids of texts()) {
+      ref.reset();
+      eng.reset();
+      const prompt = ids.slice(0, PROMPT);
+      for (let i = 0; i < prompt.length; i += CHUNK) {
+        const chunk = prompt.slice(i, i + CHUNK);
+        const end = i + CHUNK >= prompt.length;
+        await ref.forwardStep(chunk, end);
+        await eng.forwardStep(chunk, end);
+      }
+      for (let j = PROMPT; j < ids.length - 1; j++) {
+        const p = await ref.forwardStep([ids[j]!]);
+        const q = await eng.forwardStep([ids[j]!]);
+        kl += klDivergence(p, q);
+        nll -= logSoftmaxAt(q, ids[j + 1]!);
+        nllFull -= logSoftmaxAt(p, ids[j + 1]!);
+        n++;
+      }
+      const s = await eng.snapshot();
+      foot += s.footprint;
+      live += s.live.reduce((a, b) => a + b, 0) / s.live.length / s.tokens;
+    }
+  } finally {
+    ref.unload();
+    eng.unload();
+  }
+  const k = texts().length;
+  const row = { label, policy, footprint: foot / k, liveFraction: live / k, kl: kl / n, ppl: Math.exp(nll / n), pplFull: Math.exp(nllFull / n) };
+  console.log(`${label.padEnd(28)} footprint ${(100 * row.footprint).toFixed(1).padStart(5)}%  live ${(100 * row.liveFraction).toFixed(1).padStart(5)}%  KL ${row.kl.toFixed(4)}  ppl ${row.ppl.toFixed(2)} (full ${row.pplFull.toFixed(2)})`);
+  return row;
+}
+
+const rows: Row[] = [];
+const baselines = ['streaming', 'h2o', 'tova', 'knorm'];
+async function matched(of: Row): Promise<void> {
+  const budget = Math.max(2, Math.round(of.liveFraction * CONTEXT));
+  for (const name of baselines) {
+    const params: Record<string, number> | undefined = name === 'streaming' ? { sinks: 4 } : name === 'h2o' ? { window: Math.min(16, budget - 1) } : undefined;
+    rows.push(await run(`  ${name} @${budget} (= ${of.label})`, { name, budget, ...(params ? { params } : {}) }));
+  }
+}
+
+console.log(`model: ${MODEL_DIR}; ${SAMPLES} held-out texts, prompt ${PROMPT} (chunks of ${CHUNK}), ${CONT} teacher-forced tokens`);
+for (const g of ['gate-50', 'gate-75']) {
+  const file = resolve(MODEL_DIR, 'gates', `${g}.safetensors`);
+  if (!existsSync(file)) {
+    console.log(`(no ${file}: skipped)`);
+    continue;
+  }
+  const r = await run(`attention-gate ${g}`, { name: 'attention-gate' }, file);
+  rows.push(r);
+  await matched(r);
+}
+for (const m of ['prulong', 'duo']) {
+  const file = resolve(MODEL_DIR, 'head-roles', `${m}.json`);
+  if (!existsSync(file)) {
+    console.log(`(no ${file}: skipped)`);
+    continue;
+  }
+  const r = await run(`head-roles ${m}`, headRolesSpec(JSON.parse(readFileSync(file, 'utf8'))));
+  rows.push(r);
+  await matched(r);
+}
+mkdirSync(dirname(resolve(OUT)), { recursive: true });
+writeFileSync(resolve(OUT), JSON.stringify({ samples: SAMPLES, prompt: PROMPT, cont: CONT, chunk: CHUNK, rows }, null, 2));
+console.log(`wrote ${OUT}`);
+gpu.destroy();
