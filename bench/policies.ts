@@ -8,8 +8,8 @@
  *    GPU sampling, one u32 read back per token).
  * 2. The policy step's share of decode time. Same engine, same cache, continuing from where
  *    (1) stopped, decode steps are driven through GpuModel.stepOps,
- *    interleaved step by step (phase flipped every 32 steps, so A and B get the same number
- *    of due steps for any `every` dividing 32): A runs the step as the engine does, B drops
+ *    in alternating runs of 8 steps (so A and B get the same number of due steps for any
+ *    `every` dividing 8): A runs the step as the engine does, B drops
  *    the policy's own dispatches (labels kv.mass, kv.select, kv.gather, kv.scatter, and kv.select-compact, the fused decode-step form). Without
  *    them the cache grows by one entry per B step until the next A step compacts it, which
  *    the policy's allocation (bound = budget + chunk) absorbs; the bench checks the capacity
@@ -61,6 +61,7 @@ const ONLY = (() => {
   return i < 0 ? undefined : new Set(process.argv[i + 1]!.split(','));
 })();
 const BLOCK = 32;
+const RUN = 8;
 /** Policies whose snapshot cost is measured (--snapshot-policies full,h2o; 'none' skips). */
 const SNAPSHOT_POLICIES: PolicySpec[] = (() => {
   const i = process.argv.indexOf('--snapshot-policies');
@@ -124,9 +125,12 @@ async function step(token: number, pos: number, withPolicy: boolean): Promise<{ 
 
 /**
  * Median per-step ms with (A) and without (B) the policy's dispatches over 4 x BLOCK steps,
- * alternating step by step with the phase flipped every BLOCK steps (class = (pos +
- * floor(pos / BLOCK)) mod 2): fine interleaving cancels the load drift of a shared machine,
- * and the flip gives A and B the same number of due steps for any `every` dividing BLOCK.
+ * in alternating runs of RUN steps (class = floor(pos / RUN) mod 2): short runs cancel the
+ * load drift of a shared machine, and A and B get the same number of due steps for any
+ * `every` dividing RUN. (Alternating single steps would make every A step evict two entries,
+ * the one the B step before it kept too: the general selection path, not the one-entry
+ * decode path that steady decoding takes. Here only the first A step of a run does; the
+ * median is a steady-state step.)
  * Undefined when the B steps could overflow the allocation.
  */
 async function policyShare(next: number): Promise<{ a: number; b: number } | undefined> {
@@ -135,7 +139,7 @@ async function policyShare(next: number): Promise<{ a: number; b: number } | und
   if (Math.max(...snap.live) + 2 * BLOCK > Math.min(...snap.capacity)) return undefined;
   const times = { a: [] as number[], b: [] as number[] };
   for (let i = 0; i < 4 * BLOCK; i++) {
-    const withPolicy = (pos + Math.floor(pos / BLOCK)) % 2 === 0;
+    const withPolicy = Math.floor(pos / RUN) % 2 === 0;
     const r = await step(next, pos++, withPolicy);
     (withPolicy ? times.a : times.b).push(r.ms);
     next = r.next;

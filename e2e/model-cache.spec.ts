@@ -46,6 +46,8 @@ test.beforeAll(async () => {
 });
 
 const requests: string[] = [];
+/** While true the route answers like a dropped connection (Playwright's setOffline does not stop routed requests). */
+let networkDown = false;
 
 test.beforeEach(async ({ context }) => {
   requests.length = 0;
@@ -53,6 +55,7 @@ test.beforeEach(async ({ context }) => {
   await context.route(`**${PREFIX}**`, async (route) => {
     const path = decodeURIComponent(new URL(route.request().url()).pathname);
     requests.push(path);
+    if (networkDown) return route.abort('internetdisconnected');
     const name = path.slice(PREFIX.length).split('/').slice(1).join('/');
     const file = join(FIXTURES_DIR, REL, name);
     if (name.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
@@ -149,4 +152,34 @@ test("files WebLLM stored in its caches (webllm/config, webllm/model) load witho
   expect(requests).toEqual([`${PREFIX}webllm/tokenizer_config.json`]);
   expect(result.ownKeys).toEqual([`${PREFIX}webllm/tokenizer_config.json`]);
   expect(fetchedByWebLLM).toBeGreaterThan(3);
+
+  // Offline: a model whose files only WebLLM cached (a second copy URL, so kvscope's own cache
+  // holds nothing of it) still loads: tokenizer_config.json is optional in the MLC layout.
+  const url2 = `${baseURL}${PREFIX}webllm2/`;
+  await page.evaluate(async (u) => {
+    const tc = await (await fetch(new URL('tensor-cache.json', u))).json();
+    await (await caches.open('webllm/config')).add(new Request(new URL('mlc-chat-config.json', u).href));
+    const modelCache = await caches.open('webllm/model');
+    for (const f of ['tokenizer.json', 'tensor-cache.json', ...tc.records.map((r: { dataPath: string }) => r.dataPath)]) {
+      await modelCache.add(new Request(new URL(f, u).href));
+    }
+  }, url2);
+  requests.length = 0;
+  networkDown = true;
+  try {
+    const offline = await page.evaluate(async (u) => {
+      const weightsPath = '/src/model/weights.ts';
+      const { loadModel } = await import(/* @vite-ignore */ weightsPath);
+      const m = await loadModel(u);
+      return { tensors: m.weights.size as number, tokenizer: !!m.tokenizerJson, tokenizerConfig: m.tokenizerConfig !== undefined };
+    }, url2);
+    expect(offline.tensors).toBe(result.tensors);
+    expect(offline.tokenizer).toBe(true);
+    expect(offline.tokenizerConfig).toBe(false);
+    // The only network attempts (the cache layer retries) were the optional tokenizer_config.json, and they failed.
+    expect(requests.length).toBeGreaterThan(0);
+    expect(new Set(requests)).toEqual(new Set([`${PREFIX}webllm2/tokenizer_config.json`]));
+  } finally {
+    networkDown = false;
+  }
 });

@@ -124,7 +124,16 @@ function mergeGenerationConfig(config: ModelConfig, gen: Record<string, unknown>
 async function readTokenizerFiles(source: ModelSource, result: LoadedModel, hf: boolean): Promise<void> {
   const tokenizerJson = await readOptionalJson(source, 'tokenizer.json');
   if (tokenizerJson !== undefined) result.tokenizerJson = asObject(tokenizerJson, source.describe('tokenizer.json'));
-  const tokenizerConfig = await readOptionalJson(source, 'tokenizer_config.json');
+  let tokenizerConfig: unknown;
+  try {
+    tokenizerConfig = await readOptionalJson(source, 'tokenizer_config.json');
+  } catch (e) {
+    // MLC layout: mlc-chat-config.json carries the tokens and the conversation template, and
+    // WebLLM's caches do not keep tokenizer_config.json, so a model loaded from them offline
+    // must not fail on it. An HF layout needs it (chat template, special tokens).
+    if (hf || !(e instanceof ModelLoadError) || e.code !== 'bad-model-url') throw e;
+    console.warn(`kvscope: ${source.describe('tokenizer_config.json')} could not be fetched (${e.message}); continuing without it (MLC layout).`);
+  }
   if (tokenizerConfig !== undefined) result.tokenizerConfig = asObject(tokenizerConfig, source.describe('tokenizer_config.json'));
   if (!hf) return;
   const fromConfig = pickChatTemplate(result.tokenizerConfig?.['chat_template']);
