@@ -25,6 +25,8 @@ import { loadModel } from '../src/model/weights';
 import { headRolesSpec } from '../src/kv/head-roles';
 import type { PolicySpec } from '../src/kv/types';
 import { klDivergence } from '../src/metrics/kl';
+import { calibrateSharing } from '../src/kv/calibrate';
+import type { SharingMap } from '../src/kv/sharing';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -68,17 +70,20 @@ interface Row {
   kl: number;
   ppl: number;
   pplFull: number;
+  kvBytesAllocated: number;
+  sharing?: Record<string, number>;
 }
 
-async function run(label: string, policy: PolicySpec, gates?: string): Promise<Row> {
+async function run(label: string, policy: PolicySpec, gates?: string, sharing?: SharingMap): Promise<Row> {
   const ref = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK });
-  const eng = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy, gates });
+  const eng = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy, gates, sharing });
   let kl = 0;
   let nll = 0;
   let nllFull = 0;
   let n = 0;
   let foot = 0;
   let live = 0;
+  let kvBytes = 0;
   try {
     for (const ids of texts()) {
       ref.reset();
@@ -100,6 +105,7 @@ async function run(label: string, policy: PolicySpec, gates?: string): Promise<R
       }
       const s = await eng.snapshot();
       foot += s.footprint;
+      kvBytes = s.kvBytesAllocated;
       live += s.live.reduce((a, b) => a + b, 0) / s.live.length / s.tokens;
     }
   } finally {
@@ -107,8 +113,8 @@ async function run(label: string, policy: PolicySpec, gates?: string): Promise<R
     eng.unload();
   }
   const k = texts().length;
-  const row = { label, policy, footprint: foot / k, liveFraction: live / k, kl: kl / n, ppl: Math.exp(nll / n), pplFull: Math.exp(nllFull / n) };
-  console.log(`${label.padEnd(28)} footprint ${(100 * row.footprint).toFixed(1).padStart(5)}%  live ${(100 * row.liveFraction).toFixed(1).padStart(5)}%  KL ${row.kl.toFixed(4)}  ppl ${row.ppl.toFixed(2)} (full ${row.pplFull.toFixed(2)})`);
+  const row: Row = { label, policy, ...(sharing ? { sharing: sharing.map } : {}), kvBytesAllocated: kvBytes, footprint: foot / k, liveFraction: live / k, kl: kl / n, ppl: Math.exp(nll / n), pplFull: Math.exp(nllFull / n) };
+  console.log(`${label.padEnd(44)} footprint ${(100 * row.footprint).toFixed(1).padStart(5)}%  live ${(100 * row.liveFraction).toFixed(1).padStart(5)}%  KL ${row.kl.toFixed(4)}  ppl ${row.ppl.toFixed(2)} (full ${row.pplFull.toFixed(2)})  KV ${(row.kvBytesAllocated / 1024).toFixed(0)} KiB`);
   return row;
 }
 
@@ -143,6 +149,27 @@ for (const m of ['prulong', 'duo']) {
   rows.push(r);
   await matched(r);
 }
+// KVSharer (issue 8's evidence on this metric): 0, 1, 2 shared layers of 4, the paper's
+// dissimilar-first order vs its similar-first ablation (threshold -1: the search accepts the
+// first pairs in that order, so both orders share the same number of layers), alone and with
+// h2o at a quarter of the context.
+if (!process.argv.includes('--no-sharing')) {
+  const cal = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK });
+  const maps: { label: string; map: SharingMap }[] = [];
+  for (const order of ['dissimilar-first', 'similar-first'] as const) {
+    for (const target of [1, 2]) {
+      const map = await calibrateSharing(cal, { order, targetSharedLayers: target, threshold: -1 });
+      maps.push({ label: `${order} x${target}`, map });
+      console.log(`sharing ${order} x${target}: ${JSON.stringify(map.map)} similarity ${map.similarity?.toFixed?.(3) ?? map.similarity}`);
+    }
+  }
+  cal.unload();
+  const quarter = Math.round(CONTEXT / 4);
+  for (const m of maps) rows.push(await run(`sharing ${m.label}`, { name: 'full' }, undefined, m.map));
+  rows.push(await run(`h2o @${quarter}`, { name: 'h2o', budget: quarter, params: { window: 16 } }));
+  for (const m of maps) rows.push(await run(`h2o @${quarter} + sharing ${m.label}`, { name: 'h2o', budget: quarter, params: { window: 16 } }, undefined, m.map));
+}
+
 mkdirSync(dirname(resolve(OUT)), { recursive: true });
 writeFileSync(resolve(OUT), JSON.stringify({ samples: SAMPLES, prompt: PROMPT, cont: CONT, chunk: CHUNK, rows }, null, 2));
 console.log(`wrote ${OUT}`);
