@@ -201,9 +201,15 @@ export function validateSpec(raw: unknown): EvalSpec {
   return { ...(raw as unknown as EvalSpec), models, tasks, policies };
 }
 
-/** The policies a spec names, "all" expanded to every registered policy. */
+/**
+ * The policies a spec names, "all" expanded to every registered policy that runs on its
+ * parameters alone: the learned ones (head-roles, attention-gate) need trained inputs shipped
+ * with a model and are compared by `npm run eval:learned` (scripts/learned-eval.ts).
+ */
 export function specPolicies(spec: EvalSpec): PolicyEntry[] {
-  return spec.policies === 'all' ? listPolicies().map((p) => ({ name: p.name })) : spec.policies;
+  return spec.policies === 'all'
+    ? listPolicies().filter((p) => !getPolicy(p.name).roles && !getPolicy(p.name).gate).map((p) => ({ name: p.name }))
+    : spec.policies;
 }
 
 function policyLabel(p: PolicyEntry): string {
