@@ -13,9 +13,9 @@
  * snapshot's footprint (methods.md §5: chunked prefill counted).
  *
  * Matching: every learned policy is run first; its measured live fraction at the end sets
- * the budget of the training-free policies compared with it (streaming, h2o, tova, knorm).
+ * the budget of the training-free policies compared with it (--baselines, default streaming,h2o).
  *
- *   npm run eval:learned [-- --samples 4 --prompt 384 --cont 128 --out eval-results/learned.json]
+ *   npm run eval:learned [-- --samples 4 --prompt 384 --cont 128 --only gates,roles,sharing --out eval-results/learned.json]
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -43,6 +43,8 @@ const CHUNK = 64;
 const CONTEXT = PROMPT + CONT;
 const OUT = sarg('out', 'eval-results/learned.json');
 const MODEL_DIR = resolve('models/kvscope-tiny');
+/** --only gates,roles,sharing picks sections (default: all three). */
+const ONLY = new Set(sarg('only', 'gates,roles,sharing').split(','));
 
 const gpu = await Gpu.create();
 const loaded = await loadModel(resolve(MODEL_DIR, 'hf'));
@@ -119,7 +121,7 @@ async function run(label: string, policy: PolicySpec, gates?: string, sharing?: 
 }
 
 const rows: Row[] = [];
-const baselines = ['streaming', 'h2o', 'tova', 'knorm'];
+const baselines = (sarg('baselines', 'streaming,h2o')).split(',');
 async function matched(of: Row): Promise<void> {
   const budget = Math.max(2, Math.round(of.liveFraction * CONTEXT));
   for (const name of baselines) {
@@ -129,7 +131,7 @@ async function matched(of: Row): Promise<void> {
 }
 
 console.log(`model: ${MODEL_DIR}; ${SAMPLES} held-out texts, prompt ${PROMPT} (chunks of ${CHUNK}), ${CONT} teacher-forced tokens`);
-for (const g of ['gate-50', 'gate-75']) {
+for (const g of ONLY.has('gates') ? ['gate-50', 'gate-75'] : []) {
   const file = resolve(MODEL_DIR, 'gates', `${g}.safetensors`);
   if (!existsSync(file)) {
     console.log(`(no ${file}: skipped)`);
@@ -139,7 +141,7 @@ for (const g of ['gate-50', 'gate-75']) {
   rows.push(r);
   await matched(r);
 }
-for (const m of ['prulong', 'duo']) {
+for (const m of ONLY.has('roles') ? ['prulong', 'duo'] : []) {
   const file = resolve(MODEL_DIR, 'head-roles', `${m}.json`);
   if (!existsSync(file)) {
     console.log(`(no ${file}: skipped)`);
@@ -152,8 +154,8 @@ for (const m of ['prulong', 'duo']) {
 // KVSharer (issue 8's evidence on this metric): 0, 1, 2 shared layers of 4, the paper's
 // dissimilar-first order vs its similar-first ablation (threshold -1: the search accepts the
 // first pairs in that order, so both orders share the same number of layers), alone and with
-// h2o at a quarter of the context.
-if (!process.argv.includes('--no-sharing')) {
+// h2o at a quarter of the context (dissimilar-first maps).
+if (ONLY.has('sharing')) {
   const cal = await Engine.load({ model: loaded, gpu, contextLength: CONTEXT, prefillChunk: CHUNK });
   const maps: { label: string; map: SharingMap }[] = [];
   for (const order of ['dissimilar-first', 'similar-first'] as const) {
@@ -167,7 +169,7 @@ if (!process.argv.includes('--no-sharing')) {
   const quarter = Math.round(CONTEXT / 4);
   for (const m of maps) rows.push(await run(`sharing ${m.label}`, { name: 'full' }, undefined, m.map));
   rows.push(await run(`h2o @${quarter}`, { name: 'h2o', budget: quarter, params: { window: 16 } }));
-  for (const m of maps) rows.push(await run(`h2o @${quarter} + sharing ${m.label}`, { name: 'h2o', budget: quarter, params: { window: 16 } }, undefined, m.map));
+  for (const m of maps.filter((x) => x.label.startsWith('dissimilar'))) rows.push(await run(`h2o @${quarter} + sharing ${m.label}`, { name: 'h2o', budget: quarter, params: { window: 16 } }, undefined, m.map));
 }
 
 mkdirSync(dirname(resolve(OUT)), { recursive: true });
