@@ -122,11 +122,44 @@ async function run(label: string, policy: PolicySpec, gates?: string, sharing?: 
 
 const rows: Row[] = [];
 const baselines = (sarg('baselines', 'streaming,h2o')).split(',');
+/**
+ * The footprint a budget-B policy has on this protocol (kv_commit's accounting: a step of r
+ * rows over n live entries adds r x n; after the step the cache is cut to B), relative to
+ * the full cache's.
+ */
+function budgetFootprint(B: number): number {
+  let live = 0;
+  let full = 0;
+  let a = 0;
+  let f = 0;
+  const steps: number[] = [];
+  for (let i = 0; i < PROMPT; i += CHUNK) steps.push(Math.min(CHUNK, PROMPT - i));
+  for (let j = PROMPT; j < CONTEXT - 1; j++) steps.push(1);
+  for (const r of steps) {
+    a += r * (live + r);
+    f += r * (full + r);
+    live = Math.min(live + r, B);
+    full += r;
+  }
+  return a / f;
+}
+
+/** Baselines at the learned policy's final live fraction and at its footprint. */
 async function matched(of: Row): Promise<void> {
-  const budget = Math.max(2, Math.round(of.liveFraction * CONTEXT));
-  for (const name of baselines) {
-    const params: Record<string, number> | undefined = name === 'streaming' ? { sinks: 4 } : name === 'h2o' ? { window: Math.min(16, budget - 1) } : undefined;
-    rows.push(await run(`  ${name} @${budget} (= ${of.label})`, { name, budget, ...(params ? { params } : {}) }));
+  const byLive = Math.max(2, Math.round(of.liveFraction * CONTEXT));
+  let lo = 2;
+  let hi = CONTEXT;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (budgetFootprint(mid) < of.footprint) lo = mid + 1;
+    else hi = mid;
+  }
+  const byFootprint = lo;
+  for (const [budget, why] of [[byLive, 'live'], [byFootprint, 'footprint']] as const) {
+    for (const name of baselines) {
+      const params: Record<string, number> | undefined = name === 'streaming' ? { sinks: 4 } : name === 'h2o' ? { window: Math.min(16, budget - 1) } : undefined;
+      rows.push(await run(`  ${name} @${budget} (${why} = ${of.label})`, { name, budget, ...(params ? { params } : {}) }));
+    }
   }
 }
 
