@@ -73,6 +73,7 @@ def main():
                       "of KV head h's query group: key j visible to query i iff j == i, or j < i and (keep[j,h] or "
                       "j // chunk == i // chunk). Model weights: the f16 safetensors read as float32; compute float32."),
         "evict_rate": round(1 - kept / total, 4),
+        "abs_z_below_1e-3": round((m < 1e-3).float().mean().item(), 5),
         "abs_z_below_1e-2": round((m < 1e-2).float().mean().item(), 5),
         "abs_z_below_1e-1": round((m < 1e-1).float().mean().item(), 5),
         "samples": samples,
