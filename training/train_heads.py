@@ -6,7 +6,7 @@
 
 Both mix, per KV head (all query heads of its group), head output = m * full attention +
 (1 - m) * streaming attention (streaming: key j visible to query i iff j is one of the
-sample's first `sinks` tokens or i - j < window), on the long task files
+sample's first `sinks` tokens or i - j <= window, as in the runtime's decode step), on the long task files
 (training/data/train-512.jsonl and train-1024.jsonl, alternating steps: 2 rows x 512, 1 x 1024).
 
 PruLong (2506.17121): m = hard-concrete sample of log_alpha (init 4.5, beta 2/3, stretch
@@ -115,7 +115,7 @@ def main():
     ap.add_argument("--window", type=int, default=None, help="default 128 (prulong) / 32 (duo)")
     ap.add_argument("--target", type=float, default=0.7, help="PruLong target sparsity (share of streaming heads)")
     ap.add_argument("--ramp", type=float, default=0.8, help="PruLong: the target ramps from 0 over this share of steps")
-    ap.add_argument("--lr", type=float, default=None, help="default 0.05 (prulong log_alpha) / 0.02 (duo alpha)")
+    ap.add_argument("--lr", type=float, default=None, help="default 0.1 (prulong log_alpha) / 0.02 (duo alpha)")
     ap.add_argument("--lag-lr", type=float, default=0.05, help="PruLong: lambda1/lambda2 ascent rate")
     ap.add_argument("--reg-weight", type=float, default=0.05, help="Duo: weight of sum |alpha|")
     ap.add_argument("--distill-on", choices=("answers", "all"), default="answers")
@@ -128,11 +128,12 @@ def main():
     ap.add_argument("--ckpt-minutes", type=float, default=2.0)
     ap.add_argument("--data", default=os.path.join(HERE, "data"))
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--no-eval", action="store_true", help="stop after training and printing the roles")
     args = ap.parse_args()
     prulong = args.method == "prulong"
     sinks = args.sinks if args.sinks is not None else (16 if prulong else 8)
     window = args.window if args.window is not None else (128 if prulong else 32)
-    lr = args.lr if args.lr is not None else (0.05 if prulong else 0.02)
+    lr = args.lr if args.lr is not None else (0.1 if prulong else 0.02)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -150,6 +151,10 @@ def main():
         lag_opt = torch.optim.Adam([lag], lr=args.lag_lr)
     else:
         param = torch.nn.Parameter(torch.ones(shape))  # alpha
+    # Duo: the step at which each alpha first reached 0 (args.steps + 1 = never). The L1 term
+    # can drive several heads to exactly 0; deployment then ranks them by how long they
+    # resisted it (the order of the regularization path), so ties at 0 are not broken arbitrarily.
+    zero_step = torch.full(shape, args.steps + 1, dtype=torch.long)
     opt = torch.optim.Adam([param], lr=lr)
     step, t_used = 0, 0.0
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
@@ -158,6 +163,8 @@ def main():
         assert ck["base_sha256"] == base_sha, "checkpoint was trained on another base model"
         with torch.no_grad():
             param.copy_(ck["param"])
+            if not prulong:
+                zero_step.copy_(ck["zero_step"])
             if prulong:
                 lag.copy_(ck["lag"])
                 lag_opt.load_state_dict(ck["lag_opt"])
@@ -170,7 +177,7 @@ def main():
           f"{args.steps} steps, lr {lr}", flush=True)
 
     def save():
-        torch.save({"param": param.detach(), "lag": lag.detach() if prulong else None,
+        torch.save({"param": param.detach(), "zero_step": None if prulong else zero_step, "lag": lag.detach() if prulong else None,
                     "lag_opt": lag_opt.state_dict() if prulong else None, "opt": opt.state_dict(), "step": step,
                     "seconds": t_used, "args": vars(args), "base": base_path, "base_sha256": base_sha,
                     "py_rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, ckpt_path + ".tmp")
@@ -215,6 +222,7 @@ def main():
             opt.step()
             with torch.no_grad():
                 param.clamp_(0.0, 1.0)
+                zero_step[(param <= 0) & (zero_step > step)] = step
             extra = f"sum|alpha| {param.abs().sum().item():.3f}"
         step += 1
         t_used = time.time() - t0
@@ -247,21 +255,25 @@ def main():
             pl_path = os.path.join(ROLES_DIR, "prulong.json")
             if k is None and os.path.exists(pl_path):
                 k = sum(r == "streaming" for row in json.load(open(pl_path))["roles"] for r in row)
-            flat = sorted(alpha.flatten().tolist())
+            # rank key: alpha, then (for alphas at 0) the step at which alpha reached 0
+            key = alpha + zero_step.float() / (args.steps + 2) * 1e-3 * (alpha <= 0).float()
+            flat = sorted(key.flatten().tolist())
             if k is None:
                 threshold = 0.5
             elif k == 0:
-                threshold = flat[0] - 1e-6
+                threshold = flat[0] - 1e-9
             elif k >= len(flat):
-                threshold = flat[-1] + 1e-6
+                threshold = flat[-1] + 1e-9
             else:
                 threshold = (flat[k - 1] + flat[k]) / 2
-            streaming = alpha < threshold
+            streaming = key < threshold
             achieved = streaming.float().mean().item()
             expected = None
     roles = [["streaming" if s else "global" for s in row] for row in streaming.tolist()]
     print(f"roles {roles} (threshold {threshold:.4f}, streaming share {achieved:.3f})", flush=True)
 
+    if args.no_eval:
+        return
     t1 = time.time()
     hard = (~streaming).float()
     ev = {"full": evaluate(model, None, sinks, window, args.data),
@@ -291,13 +303,13 @@ def main():
         "deploy_threshold": round(threshold, 4),
         "alpha_meaning": ("deterministic hard-concrete gate clamp(1.2 sigmoid(log_alpha) - 0.1, 0, 1); global iff >= 0.5"
                           if prulong else "DuoAttention mixing weight in [0, 1]; streaming iff alpha < deploy_threshold"),
-        "streaming_rule": "key j visible to query i iff j < sinks or i - j < window (the current token counts in the window)",
+        "streaming_rule": "key j visible to query i iff j < sinks or i - j <= window (decode: sinks + window cached entries plus the new token)",
         "kv_share_of_full_cache": footprint,
         "heldout": ev,
         "train_seconds": round(train_seconds),
         "eval_seconds": round(time.time() - t1),
         "seed": args.seed,
-        "hardware": "CPU, 1 thread (torch.set_num_threads(1)), niced, 2-core machine shared with base-model training",
+        "hardware": "CPU, 1 thread (torch.set_num_threads(1)), niced, on a 2-core machine shared with other jobs (benchmarks, probes)",
     }
     if prulong:
         out["log_alpha"] = [[round(v, 4) for v in row] for row in param.tolist()]
@@ -305,6 +317,11 @@ def main():
         out["lambdas"] = [round(v, 4) for v in lag.tolist()]
     else:
         out["reg_weight"] = args.reg_weight
+        out["zero_step"] = zero_step.tolist()
+        out["deploy_rule"] = ("the k lowest alphas become streaming (k = PruLong's streaming count); alphas at 0 "
+                              "are ranked by zero_step, the step at which the L1 term drove them to 0 "
+                              "(earlier = less needed); deploy_threshold is on alpha + 1e-3 * zero_step / (steps + 2) "
+                              "for alphas at 0")
         out["distill_on"] = args.distill_on
     path = os.path.join(ROLES_DIR, f"{args.method}.json")
     with open(path, "w") as f:
