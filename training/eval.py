@@ -142,11 +142,17 @@ def main():
                     help="grids whose sample #37 is decoded free-running for the samples table")
     ap.add_argument("--window", type=int, default=128)
     ap.add_argument("--sinks", type=int, default=4)
+    ap.add_argument("--every", type=int, default=None, help="every k-th sample of each grid (--quick = 4)")
+    ap.add_argument("--greedy-out", default=None,
+                    help="also decode every scored prompt free-running (greedy, as many tokens as the answer) and "
+                         "write {task: [{index, ids}]} here, for scripts/grid-check.ts (kvscope vs PyTorch)")
     args = ap.parse_args()
+    every = args.every or (4 if args.quick else 1)
     torch.set_num_threads(args.threads)
     model = load_ckpt(args.ckpt) if args.ckpt else load_hf(args.hf)
     detok = Detok(os.path.join(args.hf, "tokenizer.json"))
     results = {"model": args.ckpt or args.hf, "tasks": {}}
+    greedy_rows = {}
     t0 = time.time()
 
     for task in args.tasks.split(","):
@@ -155,13 +161,18 @@ def main():
             print(f"{task}: missing {path}")
             continue
         samples = load_jsonl(path)
-        if args.quick:
-            samples = samples[::4]
+        index = list(range(0, len(samples), every))
+        samples = samples[::every]
         rows = []
-        for s in samples:
+        for i, s in zip(index, samples):
             ok, pred = score(model, s)
             rows.append({"ok": ok, "depth": s["meta"].get("depth", 0.0), "len": len(s["ids"]) - 1,
                          "answer": s["answer"], "pred": detok(pred)})
+            if args.greedy_out:
+                n_ans = len(s["ids"]) - 1 - s["ans"]
+                # a right answer is the greedy decode (teacher-forced argmax == free-running)
+                gen = s["ids"][s["ans"]: s["ans"] + n_ans] if ok else greedy(model, s["ids"][: s["ans"]], max_new=n_ans, eos=-1)
+                greedy_rows.setdefault(task, []).append({"index": i, "ids": gen, "ok": ok})
         acc = sum(r["ok"] for r in rows) / len(rows)
         lens = [r["len"] for r in rows]
         results["tasks"][task] = {"accuracy": acc, "n": len(rows), "tokens": [min(lens), max(lens)], "by_depth": by_depth(rows),
@@ -174,9 +185,7 @@ def main():
         path = os.path.join(args.data, f"eval-{task}.jsonl")
         if not os.path.exists(path):
             continue
-        samples = load_jsonl(path)
-        if args.quick:
-            samples = samples[::4]
+        samples = load_jsonl(path)[::every]
         inside, outside = [], []
         for s in samples:
             dist = needle_distance(s)
@@ -215,6 +224,9 @@ def main():
             print(f"sample {task}: ...{samples_out[-1]['prompt_end']!r} -> {samples_out[-1]['generated']!r} "
                   f"(expected {samples_out[-1]['expected']!r})", flush=True)
     results["samples"] = samples_out
+    if args.greedy_out:
+        with open(args.greedy_out, "w") as f:
+            json.dump(greedy_rows, f)
     results["seconds"] = time.time() - t0
     if args.json:
         with open(args.json, "w") as f:

@@ -173,7 +173,8 @@ def main():
     ap.add_argument("--init", default=None, help="start from a slim checkpoint's weights and step instead")
     ap.add_argument("--restart-schedule", action="store_true",
                     help="with --init: keep the weights but run the stages and lr schedule from step 0")
-    ap.add_argument("--config", default="{}", help="JSON overrides of LlamaConfig")
+    ap.add_argument("--config", default="{}", help="JSON overrides of LlamaConfig (default: the --init checkpoint's)")
+    ap.add_argument("--pin-steps", type=int, default=0, help="hold a mech_init checkpoint's hand-set entries this many steps")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "runs"))
     args = ap.parse_args()
 
@@ -185,7 +186,14 @@ def main():
     stages = parse_stages(args.stages)
     total = sum(s[1] for s in stages)
 
-    cfg = LlamaConfig(**json.loads(args.config))
+    ckpt_path = os.path.join(run_dir, "ckpt.pt")
+    resuming = args.resume and os.path.exists(ckpt_path)
+    init_ck = torch.load(args.init, map_location=DEVICE) if args.init and not resuming else None
+    # the model config: the resumed checkpoint's, else the --init checkpoint's, then --config on top
+    src_ck = torch.load(ckpt_path, map_location="cpu") if resuming else init_ck
+    cfg_dict = dict(src_ck["config"]) if src_ck is not None and "config" in src_ck else {}
+    cfg_dict.update(json.loads(args.config))
+    cfg = LlamaConfig(**cfg_dict)
     model = Llama(cfg).to(DEVICE)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -193,7 +201,6 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     step, best, t_used = 0, -1.0, 0.0
-    ckpt_path = os.path.join(run_dir, "ckpt.pt")
     if args.resume and os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path, map_location=DEVICE)
         model.load_state_dict(ck["model"])
@@ -203,8 +210,9 @@ def main():
         torch.set_rng_state(ck["torch_rng"].cpu())
         print(f"resumed at step {step} (best {best:.3f}, {t_used/60:.1f} min so far)", flush=True)
     elif args.init:
-        # A slim committed checkpoint (training/checkpoints/*.pt): weights and step, fresh optimizer.
-        ck = torch.load(args.init, map_location=DEVICE)
+        # A slim committed checkpoint (training/checkpoints/*.pt) or a mech_init.py checkpoint:
+        # weights and step, fresh optimizer.
+        ck = init_ck
         model.load_state_dict(ck["model"])
         step, t_used = ck["step"], ck.get("seconds", 0.0)
         if args.restart_schedule:
@@ -214,6 +222,19 @@ def main():
         else:
             print(f"initialised from {args.init} at step {step} (optimizer state not kept)", flush=True)
     print(f"params {model.num_params():,}  config {json.dumps(cfg.to_dict())}", flush=True)
+
+    # Hand-set entries of a mech_init.py checkpoint ("pin" masks): held at their initial values
+    # for the first --pin-steps steps, and never weight-decayed (the decoupled decay is undone
+    # on them after each step), so the copy circuit is not shrunk away while the rest learns.
+    pins = []
+    pin_src = init_ck if init_ck is not None else (torch.load(args.init, map_location=DEVICE) if args.init else None)
+    if pin_src is not None and pin_src.get("pin"):
+        params = dict(model.named_parameters())
+        init_sd = pin_src["model"]
+        for name, m in pin_src["pin"].items():
+            pins.append((params[name], m.to(DEVICE), init_sd[name].to(DEVICE).clone()))
+        print(f"pinned entries: {sum(int(m.sum()) for _, m, _ in pins):,} in {len(pins)} tensors, "
+              f"held for {args.pin_steps} steps, never decayed", flush=True)
 
     eval_sets = {}
 
@@ -265,6 +286,13 @@ def main():
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if pins:
+                with torch.no_grad():
+                    for p, m, v in pins:
+                        if step < args.pin_steps:
+                            p[m] = v[m]
+                        elif p.dim() >= 2:
+                            p[m] /= (1 - lr * 0.1)
             step += 1
             t_used = time.time() - t0
             if step % 10 == 0:
