@@ -24,14 +24,18 @@ if (!GREEDY) throw new Error('--greedy FILE is required (written by training/eva
 const MODEL = resolve(sarg('model', 'models/kvscope-tiny/hf'));
 const DATA = resolve(sarg('data', 'training/data'));
 const OUT = sarg('out', 'eval-results/grid-check.json');
-const EOS = 1;
 
 const torchRows = JSON.parse(readFileSync(GREEDY, 'utf8')) as Record<string, { index: number; ids: number[]; ok: boolean }[]>;
 const gpu = await Gpu.create();
 const model = await loadModel(MODEL);
 const engine = await Engine.load({ model, gpu, contextLength: 2048 });
 
-const untilEos = (ids: number[]) => (ids.indexOf(EOS) < 0 ? ids : ids.slice(0, ids.indexOf(EOS)));
+// The engine stops at the config's EOS ids; PyTorch's decode ran on, so cut both there.
+const eos = new Set(model.config.eosTokenIds);
+const untilEos = (ids: number[]) => {
+  const end = ids.findIndex((id) => eos.has(id));
+  return end < 0 ? ids : ids.slice(0, end);
+};
 const report: Record<string, unknown> = {};
 let agreeAll = 0;
 let nAll = 0;

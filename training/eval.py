@@ -160,11 +160,10 @@ def main():
         if not os.path.exists(path):
             print(f"{task}: missing {path}")
             continue
-        samples = load_jsonl(path)
-        index = list(range(0, len(samples), every))
-        samples = samples[::every]
+        grid = load_jsonl(path)
         rows = []
-        for i, s in zip(index, samples):
+        for i in range(0, len(grid), every):
+            s = grid[i]
             ok, pred = score(model, s)
             rows.append({"ok": ok, "depth": s["meta"].get("depth", 0.0), "len": len(s["ids"]) - 1,
                          "answer": s["answer"], "pred": detok(pred)})

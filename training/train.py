@@ -38,6 +38,7 @@ from model import Llama, LlamaConfig  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAD = 2  # <|pad|>
+WEIGHT_DECAY = 0.1  # AdamW, matrices only
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -187,10 +188,11 @@ def main():
     total = sum(s[1] for s in stages)
 
     ckpt_path = os.path.join(run_dir, "ckpt.pt")
-    resuming = args.resume and os.path.exists(ckpt_path)
-    init_ck = torch.load(args.init, map_location=DEVICE) if args.init and not resuming else None
+    resume_ck = torch.load(ckpt_path, map_location=DEVICE) if args.resume and os.path.exists(ckpt_path) else None
+    # --init is read on resume too: its "pin" masks stay in force for the whole run
+    init_ck = torch.load(args.init, map_location=DEVICE) if args.init else None
     # the model config: the resumed checkpoint's, else the --init checkpoint's, then --config on top
-    src_ck = torch.load(ckpt_path, map_location="cpu") if resuming else init_ck
+    src_ck = resume_ck if resume_ck is not None else init_ck
     cfg_dict = dict(src_ck["config"]) if src_ck is not None and "config" in src_ck else {}
     cfg_dict.update(json.loads(args.config))
     cfg = LlamaConfig(**cfg_dict)
@@ -198,11 +200,11 @@ def main():
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         (decay if p.dim() >= 2 else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
     step, best, t_used = 0, -1.0, 0.0
-    if args.resume and os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location=DEVICE)
+    if resume_ck is not None:
+        ck = resume_ck
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best, t_used = ck["step"], ck["best"], ck.get("seconds", 0.0)
@@ -227,11 +229,10 @@ def main():
     # for the first --pin-steps steps, and never weight-decayed (the decoupled decay is undone
     # on them after each step), so the copy circuit is not shrunk away while the rest learns.
     pins = []
-    pin_src = init_ck if init_ck is not None else (torch.load(args.init, map_location=DEVICE) if args.init else None)
-    if pin_src is not None and pin_src.get("pin"):
+    if init_ck is not None and init_ck.get("pin"):
         params = dict(model.named_parameters())
-        init_sd = pin_src["model"]
-        for name, m in pin_src["pin"].items():
+        init_sd = init_ck["model"]
+        for name, m in init_ck["pin"].items():
             pins.append((params[name], m.to(DEVICE), init_sd[name].to(DEVICE).clone()))
         print(f"pinned entries: {sum(int(m.sum()) for _, m, _ in pins):,} in {len(pins)} tensors, "
               f"held for {args.pin_steps} steps, never decayed", flush=True)
@@ -291,8 +292,8 @@ def main():
                     for p, m, v in pins:
                         if step < args.pin_steps:
                             p[m] = v[m]
-                        elif p.dim() >= 2:
-                            p[m] /= (1 - lr * 0.1)
+                        elif p.dim() >= 2:  # the weight-decayed group
+                            p[m] /= (1 - lr * WEIGHT_DECAY)
             step += 1
             t_used = time.time() - t0
             if step % 10 == 0:
