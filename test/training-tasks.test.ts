@@ -32,7 +32,8 @@ describe('task generators', () => {
       const s = passkey(new Rng(1), { targetChars: 4000, depth, filler: repeatedFiller() });
       expect(s.prompt.endsWith('The pass key is')).toBe(true);
       expect(s.answer).toMatch(/^ \d{5}$/);
-      expect(s.messages.at(-1)).toEqual({ role: 'assistant', content: s.answer.trim() });
+      // the chat answer restates the plain prompt's cue
+      expect(s.messages.at(-1)).toEqual({ role: 'assistant', content: `The pass key is ${s.answer.trim()}` });
       return s.prompt.indexOf(`The pass key is ${s.answer.trim()}.`) / s.prompt.length;
     });
     for (let i = 1; i < positions.length; i++) expect(positions[i]!).toBeGreaterThan(positions[i - 1]!);

@@ -59,7 +59,13 @@ def rope_pair_dims(fs):
     return [f for f in fs] + [f + HD // 2 for f in fs]
 
 
-def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05):
+P3 = 200  # --long-match: R0 e(token at t-3), 16 dims
+P4 = 216  # --long-match: R0 e(token at t-4), 16 dims
+PW = 16
+
+
+def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
+          long_match=False, split=(3, 3, 3, 7), long_gain=1.0):
     cfg = LlamaConfig(rope_theta=theta)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -100,7 +106,9 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     setp(L0 + "k_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, 256))
     setp(L0 + "k_proj.weight", (slice(0, HD), slice(C0, C1)), kvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     # scores are divided by sqrt(head_dim); a peak of pos_scale logits above the mean
-    for h, delta in ((0, 1), (1, 2)):
+    prev_heads = ((0, 1), (1, 2), (2, 3), (3, 4)) if long_match else ((0, 1), (1, 2))
+    pend = P4 + PW if long_match else 200  # end of the dims the circuit writes
+    for h, delta in prev_heads:
         qvec = torch.zeros(HD)
         for i, f in enumerate(fast):
             a = math.sqrt(w[i]) * pos_scale * math.sqrt(HD)
@@ -117,13 +125,17 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     setp(L0 + "o_proj.weight", (slice(None), slice(0, 4 * HD)), torch.zeros(256, 4 * HD))
     setp(L0 + "o_proj.weight", (slice(P1, P1 + HD), slice(0, HD)), torch.eye(HD))
     setp(L0 + "o_proj.weight", (slice(P2, P2 + HD), slice(HD, 2 * HD)), torch.eye(HD))
+    S = orth(PW, HD, g)  # the 16-dim projection P3 / P4 keep of the 32-dim value
+    if long_match:
+        setp(L0 + "o_proj.weight", (slice(P3, P3 + PW), slice(2 * HD, 3 * HD)), S)
+        setp(L0 + "o_proj.weight", (slice(P4, P4 + PW), slice(3 * HD, 4 * HD)), S)
     # keep layer 0's other writers out of the circuit's dims at the start
-    setp(L0 + "o_proj.weight", (slice(P1, 200), slice(4 * HD, 8 * HD)), torch.zeros(200 - P1, 4 * HD))
-    setp("layers.0.mlp.down_proj.weight", (slice(P1, 200), slice(None)), torch.zeros(200 - P1, cfg.intermediate_size))
+    setp(L0 + "o_proj.weight", (slice(P1, pend), slice(4 * HD, 8 * HD)), torch.zeros(pend - P1, 4 * HD))
+    setp("layers.0.mlp.down_proj.weight", (slice(P1, pend), slice(None)), torch.zeros(pend - P1, cfg.intermediate_size))
 
     # --- layer 1: induction heads ---
     # layer 1's input: e + P1 + P2 (each P ~ 32 dims of unit scale); its RMSNorm divisor:
-    rms1 = math.sqrt((rms0 ** 2 * 256 + 2 * HD) / 256)
+    rms1 = math.sqrt((rms0 ** 2 * 256 + 2 * HD + (2 * PW if long_match else 0)) / 256)
     L1 = "layers.1.self_attn."
     sd_slow = rope_pair_dims(slow)  # 16 dims
     A = orth(8, HD, g)
@@ -142,14 +154,39 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     Wq[sd_slow[:8], T0:T1] = (A @ R0) * lam
     Wq[sd_slow[8:], P1:P1 + HD] = B * lam
     setp(L1 + "q_proj.weight", (slice(0, HD), slice(None)), Wq * rms1)
-    # KV head 1 keys: Cm P1 (16 slow dims); query head 4: Cm R0 e
-    lam1 = math.sqrt(match_scale * math.sqrt(HD) / 16)
-    Wk = torch.zeros(HD, 256)
-    Wk[sd_slow, P1:P1 + HD] = Cm * lam1
-    setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk * rms1)
-    Wq = torch.zeros(HD, 256)
-    Wq[sd_slow, T0:T1] = (Cm @ R0) * lam1
-    setp(L1 + "q_proj.weight", (slice(4 * HD, 5 * HD), slice(None)), Wq * rms1)
+    if not long_match:
+        # KV head 1 keys: Cm P1 (16 slow dims); query head 4: Cm R0 e
+        lam1 = math.sqrt(match_scale * math.sqrt(HD) / 16)
+        Wk = torch.zeros(HD, 256)
+        Wk[sd_slow, P1:P1 + HD] = Cm * lam1
+        setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk * rms1)
+        Wq = torch.zeros(HD, 256)
+        Wq[sd_slow, T0:T1] = (Cm @ R0) * lam1
+        setp(L1 + "q_proj.weight", (slice(4 * HD, 5 * HD), slice(None)), Wq * rms1)
+    else:
+        # KV head 1 / query head 4: four-token induction. The 16 slow dims are split between
+        # the terms token(t)=token(j-1), token(t-1)=token(j-2), token(t-2)=token(j-3) and
+        # token(t-3)=token(j-4) (`split` dims each; the last, most distant term gets the most:
+        # it is the one that tells apart needles that share their cue, e.g. "... KEY is: VALUE").
+        lam1 = math.sqrt(match_scale * math.sqrt(HD) / 16)
+        Wk = torch.zeros(HD, 256)
+        Wq = torch.zeros(HD, 256)
+        o = 0
+        # (query source dims, query map from that source, key source dims, key map)
+        for n, (qsrc, qmap, ksrc, kmap) in zip(split, (
+                ((T0, T1), R0, (P1, P1 + HD), None),
+                ((P1, P1 + HD), None, (P2, P2 + HD), None),
+                ((P2, P2 + HD), S, (P3, P3 + PW), None),
+                ((P3, P3 + PW), None, (P4, P4 + PW), None))):
+            D = orth(n, PW if ksrc[1] - ksrc[0] == PW else HD, g)  # n x (key source width)
+            rows = sd_slow[o:o + n]
+            Wk[rows, ksrc[0]:ksrc[1]] = D * lam1
+            qm = D if qmap is None else D @ qmap  # maps the query source into the same space
+            Wq[rows, qsrc[0]:qsrc[1]] = qm * lam1
+            o += n
+        assert o == 16, split
+        setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk * rms1)
+        setp(L1 + "q_proj.weight", (slice(4 * HD, 5 * HD), slice(None)), Wq * rms1)
     # values: R1 e / R2 e; outputs back into T
     R1 = orth(HD, T1 - T0, g)
     R2 = orth(HD, T1 - T0, g)
@@ -159,7 +196,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         setp(L1 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv)
     for h, R in ((0, R1), (4, R2)):
         Wo = torch.zeros(256, HD)
-        Wo[T0:T1, :] = R.t() * copy_gain
+        Wo[T0:T1, :] = R.t() * copy_gain * (long_gain if (h == 4 and long_match) else 1.0)
         setp(L1 + "o_proj.weight", (slice(None), slice(h * HD, (h + 1) * HD)), Wo)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
@@ -199,10 +236,16 @@ def main():
     ap.add_argument("--match-scale", type=float, default=30.0)
     ap.add_argument("--copy-gain", type=float, default=6.0)
     ap.add_argument("--out-scale", type=float, default=0.05)
+    ap.add_argument("--long-match", action="store_true",
+                    help="previous-token heads at distance 1-4 and a four-token induction head in place of the one-token one")
+    ap.add_argument("--split", default="3,3,3,7", help="--long-match: slow dims per match term (sum 16)")
+    ap.add_argument("--long-gain", type=float, default=1.0, help="--long-match: the four-token head's copy gain, relative")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale)
+    model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
+                            long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
+                            long_gain=args.long_gain)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "

@@ -12,7 +12,10 @@ import type { EvalCase } from './spec';
 
 export interface PreparedPrompt {
   ids: number[];
-  /** The answer the scorer expects (leading space included, as the generator gives it). */
+  /**
+   * The answer the scorer expects (leading space included, as the generator gives it); in chat
+   * format the assistant turn (which restates the task's cue before the answer), with a space.
+   */
   expected: string;
   maxTokens: number;
   /** Generator metadata (depth, keys, ...). */
@@ -41,6 +44,10 @@ function encodePrompt(c: EvalCase, s: TaskSample, tools: PromptTools): number[] 
   return tools.tokenizer.encode(s.prompt, { addBos: true });
 }
 
+function expectedAnswer(c: EvalCase, s: TaskSample): string {
+  return c.model.format === 'chat' ? ` ${s.messages.at(-1)!.content}` : s.answer;
+}
+
 export function preparePrompt(c: EvalCase, tools: PromptTools): PreparedPrompt {
   const gen = TASKS[c.task] as unknown as (rng: Rng, o: Record<string, unknown>) => TaskSample;
   const filler = tools.filler(c.filler);
@@ -50,7 +57,7 @@ export function preparePrompt(c: EvalCase, tools: PromptTools): PreparedPrompt {
     const targetChars = Math.max(40, Math.floor((c.contextLength - 16) * charsPerToken));
     const s = gen(new Rng(c.seed), { ...c.taskParams, targetChars, depth: c.depth, filler });
     const ids = encodePrompt(c, s, tools);
-    const answerTokens = tools.tokenizer.encode(s.answer, { addBos: false }).length;
+    const answerTokens = tools.tokenizer.encode(expectedAnswer(c, s), { addBos: false }).length;
     const maxTokens = c.maxTokens ?? answerTokens + 2;
     const room = c.contextLength - maxTokens;
     if (ids.length <= room && (!best || ids.length > best.ids.length)) best = { ids, s, maxTokens };
@@ -58,5 +65,5 @@ export function preparePrompt(c: EvalCase, tools: PromptTools): PreparedPrompt {
     charsPerToken *= (room / ids.length) * (ids.length > room ? 0.99 : 1.0);
   }
   if (!best) throw new PromptSizeError(`Could not fit a '${c.task}' prompt into ${c.contextLength} tokens (seed ${c.seed}).`);
-  return { ids: best.ids, expected: best.s.answer, maxTokens: best.maxTokens, meta: best.s.meta };
+  return { ids: best.ids, expected: expectedAnswer(c, best.s), maxTokens: best.maxTokens, meta: best.s.meta };
 }

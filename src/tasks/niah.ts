@@ -40,7 +40,7 @@ export function niah(rng: Rng, opts: NiahOptions): TaskSample {
     task: 'niah',
     prompt: `${context}\n${question} ${cue}`,
     answer: ` ${values[target]}`,
-    messages: chat(context, question, values[target]!),
+    messages: chat(context, question, values[target]!, cue),
     meta: { depth: depths[target], keys, values, target, filler: (opts.filler ?? repeatedFiller()).name },
   };
 }

@@ -26,7 +26,7 @@ export function passkey(rng: Rng, opts: PasskeyOptions): TaskSample {
     task: 'passkey',
     prompt: `${context}\n${question} ${cue}`,
     answer: ` ${key}`,
-    messages: chat(context, question, key),
+    messages: chat(context, question, key, cue),
     meta: { depth, key, filler: (opts.filler ?? repeatedFiller()).name },
   };
 }

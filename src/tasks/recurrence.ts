@@ -40,7 +40,7 @@ export function recurrence(rng: Rng, opts: RecurrenceOptions): TaskSample {
     task: 'recurrence',
     prompt: `${context}\n${question} ${cue}`,
     answer: ` ${answer}`,
-    messages: chat(context, question, answer),
+    messages: chat(context, question, answer, cue),
     meta: { depth, items, codes, order, period, filler: (opts.filler ?? repeatedFiller()).name },
   };
 }

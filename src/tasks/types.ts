@@ -10,7 +10,9 @@ export interface ChatMessage {
 /**
  * A generated sample. `prompt + answer` is the plain-text form (the prompt ends with a cue
  * such as "The pass key is"); `messages` is the same task phrased as a chat exchange whose
- * last (assistant) turn is `answer.trim()`. Exact match compares the trimmed answer.
+ * last (assistant) turn restates the cue and gives the answer ("The pass key is 12345"), or
+ * is `answer.trim()` for tasks without a cue. Exact match compares the trimmed answer, in
+ * chat format the trimmed assistant turn.
  */
 export interface TaskSample {
   task: string;
@@ -31,9 +33,15 @@ export interface TaskOptions {
 
 export type TaskGenerator<O extends TaskOptions = TaskOptions> = (rng: Rng, opts: O) => TaskSample;
 
-export function chat(context: string, question: string, answer: string): ChatMessage[] {
+/**
+ * The chat form of a task: the user turn holds the context and the question; the assistant
+ * answers in a full sentence that restates the cue (`cue`, when given) before the answer, the
+ * way the plain prompt ends, so a model that retrieves by matching what preceded a fact can
+ * answer in either format.
+ */
+export function chat(context: string, question: string, answer: string, cue?: string): ChatMessage[] {
   return [
     { role: 'user', content: `${context}\n\n${question}` },
-    { role: 'assistant', content: answer.trim() },
+    { role: 'assistant', content: cue ? `${cue} ${answer.trim()}` : answer.trim() },
   ];
 }

@@ -54,7 +54,7 @@ export function varTrack(rng: Rng, opts: VarTrackOptions): TaskSample {
     task: 'vartrack',
     prompt: `${context}\n${question} ${cue}`,
     answer: ` ${answer}`,
-    messages: chat(context, question, answer),
+    messages: chat(context, question, answer, cue),
     meta: { depth: start, hops, chains: all, filler: (opts.filler ?? repeatedFiller()).name },
   };
 }
