@@ -51,9 +51,10 @@ export class BrowserBackend implements Backend {
       await page.goto(`${this.baseUrl}/e2e/eval/page.html`);
       await page.waitForFunction(() => 'kvscopeEval' in window, undefined, { timeout: 120_000 });
       const modelUrl = `/${first.model.path.replace(/^\/+|\/+$/g, '')}/`;
+      const gatesUrl = first.gates ? `/${first.gates.replace(/^\/+/, '')}` : null;
       await page.evaluate(
-        ([url, ctx, chunk, policy]) => (window as unknown as { kvscopeEval: EvalPageApi }).kvscopeEval.open(url, ctx, chunk, policy),
-        [modelUrl, first.contextLength, first.prefillChunk, first.policy] as const,
+        ([url, ctx, chunk, policy, gates, sharing]) => (window as unknown as { kvscopeEval: EvalPageApi }).kvscopeEval.open(url, ctx, chunk, policy, gates, sharing),
+        [modelUrl, first.contextLength, first.prefillChunk, first.policy, gatesUrl, first.sharing] as const,
       );
     } catch (e) {
       await context.close().catch(() => undefined);

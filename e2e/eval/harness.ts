@@ -14,7 +14,8 @@ import { corpusFiller, repeatedFiller, type FillerSource } from '../../src/tasks
 import { preparePrompt, type PreparedPrompt, type PromptTools } from '../../src/eval/prompts';
 import type { Backend, EvalResult, RunSummary } from '../../src/eval/runner';
 import { runCases } from '../../src/eval/runner';
-import { EvalSpecError, expandSpec, shardCases, validateSpec, type EvalCase, type EvalSpec, type Shard } from '../../src/eval/spec';
+import { EvalSpecError, entryLabel, expandSpec, shardCases, validateSpec, type EvalCase, type EvalSpec, type Shard } from '../../src/eval/spec';
+import { headRolesSpec } from '../../src/kv/head-roles';
 import { ensureTinyChatModel } from '../pages/fixture-model';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -26,7 +27,45 @@ export function readSpec(path: string): EvalSpec {
   } catch (e) {
     throw new EvalSpecError('bad-spec', `Cannot read spec ${path}: ${(e as Error).message}`);
   }
-  return validateSpec(raw);
+  return resolveSpecFiles(validateSpec(raw));
+}
+
+function readJson(path: string, what: string, where: string): unknown {
+  try {
+    return JSON.parse(readFileSync(resolve(ROOT, path), 'utf8'));
+  } catch (e) {
+    throw new EvalSpecError('bad-spec', `${where}: cannot read the ${what} '${path}': ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Reads the role-map and sharing-map files a spec's policies name (paths relative to the
+ * repository root) and puts their contents inline, keeping the file stems in the labels. Gate
+ * weights stay paths: each back end loads them with the engine.
+ */
+export function resolveSpecFiles(spec: EvalSpec): EvalSpec {
+  if (spec.policies === 'all') return spec;
+  const policies = spec.policies.map((p, i) => {
+    const where = `policies[${i}]`;
+    const out = { ...p, label: entryLabel(p) };
+    if (typeof p.roles === 'string') {
+      let rs;
+      try {
+        rs = headRolesSpec(readJson(p.roles, 'role map', where), p.params?.sinks !== undefined ? { sinks: p.params.sinks } : {});
+      } catch (e) {
+        throw e instanceof EvalSpecError ? e : new EvalSpecError('bad-spec', `${where}: role map '${p.roles}': ${(e as Error).message}`);
+      }
+      out.roles = rs.roles!;
+      out.params = { ...p.params, sinks: Number(rs.params!.sinks) };
+    }
+    if (typeof p.sharing === 'string') {
+      const m = readJson(p.sharing, 'sharing map', where) as { map?: Record<string, number> } | Record<string, number>;
+      out.sharing = (m && typeof m === 'object' && 'map' in m && typeof m.map === 'object' ? m.map : m) as Record<string, number>;
+    }
+    if (p.gates && !existsSync(resolve(ROOT, p.gates))) throw new EvalSpecError('bad-spec', `${where}: gate weights '${p.gates}' not found.`);
+    return out;
+  });
+  return { ...spec, policies };
 }
 
 /** Every line of a results file (a missing file has none); a torn last line (killed run) is ignored. */

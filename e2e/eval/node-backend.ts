@@ -20,7 +20,10 @@ export class NodeBackend implements Backend {
   constructor(private root: string, private loadModel: (c: EvalCase) => Promise<LoadedModel>) {}
 
   async open(first: EvalCase): Promise<VariantSession> {
-    const key = `${resolve(this.root, first.model.path)}@${first.contextLength}/${first.prefillChunk}`;
+    // Gate weights are loaded with the engine; a sharing map is switched like the policy.
+    const gates = first.gates ? resolve(this.root, first.gates) : undefined;
+    const sharing = first.sharing ?? undefined;
+    const key = `${resolve(this.root, first.model.path)}@${first.contextLength}/${first.prefillChunk}/${gates ?? ''}`;
     if (this.engine && (this.engine.key !== key || this.engine.engine.gpu.lost)) {
       this.engine.engine.unload();
       this.engine = undefined;
@@ -28,9 +31,12 @@ export class NodeBackend implements Backend {
     if (!this.gpu || this.gpu.lost) this.gpu = await Gpu.create();
     if (!this.engine) {
       const model = await this.loadModel(first);
-      const engine = await Engine.load({ model, gpu: this.gpu, contextLength: first.contextLength, prefillChunk: first.prefillChunk, policy: first.policy });
+      const engine = await Engine.load({ model, gpu: this.gpu, contextLength: first.contextLength, prefillChunk: first.prefillChunk, policy: first.policy, gates, sharing });
       this.engine = { key, engine };
-    } else this.engine.engine.setPolicy(first.policy);
+    } else {
+      this.engine.engine.setSharing(sharing);
+      this.engine.engine.setPolicy(first.policy);
+    }
     const engine = this.engine.engine;
     let broken = false;
     let inFlight: Promise<unknown> | undefined;
@@ -44,7 +50,7 @@ export class NodeBackend implements Backend {
             // and a compressed engine of this variant; null when nothing was generated.
             out.attentionLoss = out.ids.length === 0 ? null : (await attentionLoss({
               model: await this.loadModel(c), gpu: this.gpu!, contextLength: c.contextLength, prefillChunk: c.prefillChunk,
-              policy: c.policy, prompt: prompt.ids, continuation: out.ids,
+              policy: c.policy, gates, sharing, prompt: prompt.ids, continuation: out.ids,
             })).mean;
           }
           return out;

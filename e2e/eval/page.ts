@@ -9,17 +9,20 @@ import { runOnEngine } from '../../src/eval/engine-run';
 import type { CaseOutput } from '../../src/eval/runner';
 
 export interface EvalPageApi {
-  open(modelUrl: string, contextLength: number, prefillChunk: number, policy: PolicySpec): Promise<void>;
+  open(modelUrl: string, contextLength: number, prefillChunk: number, policy: PolicySpec, gatesUrl?: string | null, sharing?: Record<string, number> | null): Promise<void>;
   run(ids: number[], maxTokens: number): Promise<CaseOutput>;
 }
 
 let engine: Engine | undefined;
 
 const api: EvalPageApi = {
-  async open(modelUrl, contextLength, prefillChunk, policy) {
+  async open(modelUrl, contextLength, prefillChunk, policy, gatesUrl, sharing) {
     engine?.unload();
     engine = undefined;
-    engine = await Engine.load({ model: new URL(modelUrl, location.href), contextLength, prefillChunk, policy });
+    engine = await Engine.load({
+      model: new URL(modelUrl, location.href), contextLength, prefillChunk, policy,
+      ...(gatesUrl ? { gates: new URL(gatesUrl, location.href) } : {}), ...(sharing ? { sharing } : {}),
+    });
   },
   async run(ids, maxTokens) {
     if (!engine) throw new Error('open() first');

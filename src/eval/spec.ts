@@ -52,10 +52,29 @@ export interface TaskEntry {
 
 export interface PolicyEntry {
   name: string;
+  /** Name in case ids and the report (default: the policy name, plus the stem of a roles / gates / sharing file). */
   label?: string;
   params?: Record<string, number>;
   chunked?: boolean;
   adakv?: boolean;
+  /**
+   * `head-roles` only (required there): a trained role map, as a JSON file path relative to
+   * the repository root (e.g. "models/kvscope-tiny/head-roles/prulong.json", read by the
+   * runner; its sinks apply unless params.sinks is given) or inline, per layer and KV head
+   * (1 global, 0 streaming). The budget fraction sets what each streaming head keeps.
+   */
+  roles?: string | number[][];
+  /**
+   * `attention-gate` only (required there): gate weights, a safetensors path relative to the
+   * repository root. The gates decide the eviction rate, so the policy runs once (fraction 1)
+   * whatever the budgets; the result records the footprint it reached.
+   */
+  gates?: string;
+  /**
+   * KVSharer layer sharing, with any policy: a sharing-map JSON path relative to the repository
+   * root (as written by calibration, read by the runner) or inline `{ layer: sourceLayer }`.
+   */
+  sharing?: string | Record<string, number>;
 }
 
 export interface EvalSpec {
@@ -104,6 +123,10 @@ export interface EvalCase {
   /** Entries per (layer, KV head) for budget policies; null for full and ratio policies. */
   budget: number | null;
   policy: PolicySpec;
+  /** Attention-Gate weights (path relative to the repository root), or null. */
+  gates: string | null;
+  /** KVSharer map `{ layer: sourceLayer }`, or null for none. */
+  sharing: Record<string, number> | null;
   timeoutMs: number;
   metrics: EvalMetric[];
 }
@@ -188,6 +211,17 @@ export function validateSpec(raw: unknown): EvalSpec {
       const e: Record<string, unknown> = typeof p === 'string' ? { name: p } : isRecord(p) ? p : fail('bad-spec', `policies[${i}] must be a name or an object.`);
       if (typeof e.name !== 'string' || !names.has(e.name)) fail('unknown-policy', `policies[${i}]: unknown policy '${String(e.name)}' (registered: ${[...names].join(', ')}).`);
       numberRecord(e.params, `policies[${i}].params`);
+      const def = getPolicy(e.name);
+      const w = `policies[${i}]`;
+      if (e.roles !== undefined && !def.roles) fail('bad-spec', `${w}.roles: only role policies (head-roles) take a role map.`);
+      if (def.roles && e.roles === undefined) fail('bad-spec', `${w}: '${e.name}' needs roles: a role-map file (e.g. "models/kvscope-tiny/head-roles/prulong.json") or an inline list.`);
+      if (e.roles !== undefined && typeof e.roles !== 'string' &&
+          !(Array.isArray(e.roles) && e.roles.length > 0 && e.roles.every((l) => Array.isArray(l) && l.length > 0 && l.every((r) => r === 0 || r === 1)))) {
+        fail('bad-spec', `${w}.roles must be a file path or a list per layer of 0 (streaming) / 1 (global) per KV head.`);
+      }
+      if (e.gates !== undefined && !def.gate) fail('bad-spec', `${w}.gates: only gate policies (attention-gate) take gate weights.`);
+      if (def.gate && (typeof e.gates !== 'string' || !e.gates)) fail('bad-spec', `${w}: '${e.name}' needs gates: a gate-weights file such as "models/kvscope-tiny/gates/gate-50.safetensors".`);
+      if (e.sharing !== undefined && typeof e.sharing !== 'string') numberRecord(e.sharing, `${w}.sharing`);
       return e as unknown as PolicyEntry;
     });
   }
@@ -212,22 +246,52 @@ export function specPolicies(spec: EvalSpec): PolicyEntry[] {
     : spec.policies;
 }
 
+function stem(path: string): string {
+  return path.replace(/^.*\//, '').replace(/\.[^.]*$/, '');
+}
+
+/** A policy entry's name in case ids, before the +chunked / +adakv suffixes. */
+export function entryLabel(p: PolicyEntry): string {
+  let base = p.label;
+  if (base === undefined) {
+    base = p.name;
+    if (typeof p.roles === 'string') base += `[${stem(p.roles)}]`;
+    if (p.gates) base += `[${stem(p.gates)}]`;
+    if (p.sharing !== undefined) base += typeof p.sharing === 'string' ? `+share[${stem(p.sharing)}]` : `+share${Object.keys(p.sharing).length}`;
+  }
+  return base;
+}
+
 function policyLabel(p: PolicyEntry): string {
-  return (p.label ?? p.name) + (p.chunked ? '+chunked' : '') + (p.adakv ? '+adakv' : '');
+  return entryLabel(p) + (p.chunked ? '+chunked' : '') + (p.adakv ? '+adakv' : '');
 }
 
 /** Variants (policy x budget) for one context length; validates each against the policy registry. */
-export function policyVariants(spec: EvalSpec, contextLength: number): { label: string; fraction: number; budget: number | null; policy: PolicySpec }[] {
+export function policyVariants(spec: EvalSpec, contextLength: number): { label: string; fraction: number; budget: number | null; policy: PolicySpec; gates: string | null; sharing: Record<string, number> | null }[] {
   const fractions = [...new Set(spec.budgets.map((b, i) => parseFraction(b, `budgets[${i}]`)))].sort((a, b) => a - b);
   const chunk = Math.min(spec.prefillChunk ?? 128, contextLength);
-  const out: { label: string; fraction: number; budget: number | null; policy: PolicySpec }[] = [];
+  const out: { label: string; fraction: number; budget: number | null; policy: PolicySpec; gates: string | null; sharing: Record<string, number> | null }[] = [];
   for (const p of specPolicies(spec)) {
     const def = getPolicy(p.name);
     const base: PolicySpec = { name: p.name };
     if (p.chunked) base.chunked = true;
     if (p.adakv) base.adakv = true;
+    if (p.roles !== undefined) {
+      if (typeof p.roles === 'string') fail('bad-spec', `Policy '${policyLabel(p)}': the role map '${p.roles}' was not read (the Node runner reads role files; pass the roles inline elsewhere).`);
+      base.roles = p.roles;
+    }
     const variants: { fraction: number; budget: number | null; policy: PolicySpec }[] = [];
-    if (def.dynamic) {
+    if (def.gate) {
+      // The trained gates set the eviction rate: one run, no budget to sweep.
+      variants.push({ fraction: 1, budget: null, policy: p.params ? { ...base, params: p.params } : base });
+    } else if (def.roles) {
+      // Streaming heads keep sinks + window = the budget's entries; global heads keep everything.
+      for (const f of fractions) {
+        const budget = Math.round(f * contextLength);
+        const sinks = p.params?.sinks ?? 16;
+        variants.push({ fraction: f, budget, policy: { ...base, params: { ...p.params, sinks, window: Math.max(1, budget - sinks) } } });
+      }
+    } else if (def.dynamic) {
       // Ratio policies: the budget fraction is their keep ratio.
       for (const f of fractions) variants.push({ fraction: f, budget: null, policy: { ...base, params: { ...p.params, ratio: f } } });
     } else if (!def.usesBudget) {
@@ -241,13 +305,14 @@ export function policyVariants(spec: EvalSpec, contextLength: number): { label: 
     for (const v of variants) {
       try {
         // A representative model shape: per-layer allocation rules only need a layer count.
-        resolvePolicy(v.policy, { context: contextLength, chunk, numLayers: 4, numKvHeads: 2 });
+        resolvePolicy(v.policy, { context: contextLength, chunk, numLayers: base.roles?.length ?? 4, numKvHeads: base.roles?.[0]?.length ?? 2 });
       } catch (e) {
         const msg = (e as Error).message;
         const code: EvalSpecErrorCode = /budget/i.test(msg) ? 'bad-budget' : 'bad-param';
         fail(code, `Policy '${policyLabel(p)}' at budget ${fractionLabel(v.fraction)} of a ${contextLength}-token context: ${msg}`);
       }
-      out.push({ label: policyLabel(p), ...v });
+      if (typeof p.sharing === 'string') fail('bad-spec', `Policy '${policyLabel(p)}': the sharing map '${p.sharing}' was not read (the Node runner reads sharing files; pass the map inline elsewhere).`);
+      out.push({ label: policyLabel(p), ...v, gates: p.gates ?? null, sharing: p.sharing ?? null });
     }
   }
   return out;
@@ -280,7 +345,7 @@ export function expandSpec(spec: EvalSpec): EvalCase[] {
           cases.push({
             id, variant, sampleKey, model, task: t.task, taskLabel, contextLength: t.contextLength, prefillChunk: Math.min(prefillChunk, t.contextLength),
             depth, seed, filler: t.filler ?? 'repeated', taskParams: t.params ?? {}, maxTokens: t.maxTokens ?? null,
-            policyLabel: v.label, budgetFraction: v.fraction, budget: v.budget, policy: v.policy, timeoutMs, metrics,
+            policyLabel: v.label, budgetFraction: v.fraction, budget: v.budget, policy: v.policy, gates: v.gates, sharing: v.sharing, timeoutMs, metrics,
           });
         }
       }

@@ -3,7 +3,7 @@
  * one device, fed the same tokens in the same steps.
  */
 import { Gpu } from '../gpu/device';
-import { Engine } from '../engine/engine';
+import { Engine, type EngineOptions } from '../engine/engine';
 import type { LoadedModel } from '../model/weights';
 import type { PolicySpec } from '../kv/types';
 import { ContextOverflowError, InvalidArgumentError } from '../errors';
@@ -17,6 +17,10 @@ export interface MetricRunOptions {
   prefillChunk?: number;
   /** The compressed cache's policy. */
   policy: PolicySpec;
+  /** The compressed engine's Attention-Gate weights (for the attention-gate policy). */
+  gates?: EngineOptions['gates'];
+  /** The compressed engine's KVSharer map. */
+  sharing?: EngineOptions['sharing'];
   /** Tokens prefilled in chunks before measuring (may be empty: decode only). */
   prompt: readonly number[];
   /** Tokens fed one decode step each; the metric is taken at every one of them. */
@@ -47,7 +51,7 @@ export async function openPair(opts: MetricRunOptions, referencePolicy: PolicySp
   try {
     const common = { model: opts.model, gpu, contextLength: opts.contextLength, prefillChunk: chunk };
     engines.push(await Engine.load({ ...common, policy: referencePolicy }));
-    engines.push(await Engine.load({ ...common, policy: opts.policy }));
+    engines.push(await Engine.load({ ...common, policy: opts.policy, gates: opts.gates, sharing: opts.sharing }));
   } catch (e) {
     close();
     throw e;
