@@ -136,7 +136,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="every 4th sample only")
     ap.add_argument("--json", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--tasks", default="passkey-512,passkey-1024,passkey-2048,niah4-1024,vartrack-1024,kvrecall-512,passkey-chat-1024,passkey-brown-1024")
+    ap.add_argument("--tasks", default="passkey-512,passkey-1024,passkey-2048,niah4-1024,vartrack-1024,kvrecall-512,passkey-chat-1024,niah4-chat-1024,passkey-brown-1024")
     ap.add_argument("--tasks-only", action="store_true", help="skip the streaming check, bits per byte and samples")
     ap.add_argument("--sample-tasks", default="passkey-512,kvrecall-512,niah4-1024,passkey-chat-1024",
                     help="grids whose sample #37 is decoded free-running for the samples table")

@@ -20,5 +20,6 @@ $G --out $D/eval-vartrack-1024.jsonl --task vartrack --tokens 1024 --depths 10 -
 $G --out $D/eval-kvrecall-128.jsonl --task kvrecall --tokens 128 --depths 10 --per-depth 10 --split heldout --seed 2007
 $G --out $D/eval-kvrecall-512.jsonl --task kvrecall --tokens 512 --depths 10 --per-depth 10 --split heldout --seed 2003
 $G --out $D/eval-passkey-chat-1024.jsonl --task passkey --fmt chat --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2004
+$G --out $D/eval-niah4-chat-1024.jsonl --task niah --fmt chat --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2008 --opts '{"keys":4}'
 $G --out $D/eval-passkey-brown-1024.jsonl --task passkey --filler brown --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2005
 $G --out $D/eval-text-brown-1024.jsonl --task text --filler brown --tokens 1024 --n 40 --split heldout --seed 2006
