@@ -35,7 +35,7 @@ describe('eval spec: learned policies and sharing', () => {
     expect(c.policy.roles!.length).toBe(4);
     expect(c.policy.roles!.flat().every((r) => r === 0 || r === 1)).toBe(true);
     expect(c.budget).toBe(64);
-    expect(c.policy.params!.sinks! + c.policy.params!.window!).toBe(64);
+    expect(Number(c.policy.params!.sinks) + Number(c.policy.params!.window)).toBe(64);
     expect(c.gates).toBeNull();
     expect(c.sharing).toBeNull();
   });
