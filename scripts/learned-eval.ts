@@ -1,10 +1,10 @@
 /**
  * `npm run eval:learned`: the learned cache policies (Attention-Gate, PruLong / DuoAttention
  * head roles) against training-free ones at matched KV footprint, on held-out English text
- * with the bundled model. Retrieval tasks cannot separate policies while the bundled model
- * does not retrieve (training/README.md), so this measures what does apply to any language
- * model: how far each compressed cache moves the next-token distribution from the full
- * cache's (logit drift, KL in nats) and the held-out perplexity it gives.
+ * with the bundled model, on what applies to any language model: how far each compressed
+ * cache moves the next-token distribution from the full cache's (logit drift, KL in nats) and
+ * the held-out perplexity it gives. Retrieval scores for the same policies come from the
+ * evaluation harness (`npm run eval -- --spec e2e/eval/learned.json`).
  *
  * Per sample: a held-out Brown text (training/data/eval-text-brown-1024.jsonl, or held-out
  * text generated from the corpus when absent) is cut into a prompt of PROMPT tokens prefilled
