@@ -125,8 +125,8 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     setp(L0 + "o_proj.weight", (slice(None), slice(0, 4 * HD)), torch.zeros(256, 4 * HD))
     setp(L0 + "o_proj.weight", (slice(P1, P1 + HD), slice(0, HD)), torch.eye(HD))
     setp(L0 + "o_proj.weight", (slice(P2, P2 + HD), slice(HD, 2 * HD)), torch.eye(HD))
-    S = orth(PW, HD, g)  # the 16-dim projection P3 / P4 keep of the 32-dim value
     if long_match:
+        S = orth(PW, HD, g)  # the 16-dim projection P3 / P4 keep of the 32-dim value
         setp(L0 + "o_proj.weight", (slice(P3, P3 + PW), slice(2 * HD, 3 * HD)), S)
         setp(L0 + "o_proj.weight", (slice(P4, P4 + PW), slice(3 * HD, 4 * HD)), S)
     # keep layer 0's other writers out of the circuit's dims at the start
@@ -172,13 +172,13 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         Wk = torch.zeros(HD, 256)
         Wq = torch.zeros(HD, 256)
         o = 0
-        # (query source dims, query map from that source, key source dims, key map)
-        for n, (qsrc, qmap, ksrc, kmap) in zip(split, (
-                ((T0, T1), R0, (P1, P1 + HD), None),
-                ((P1, P1 + HD), None, (P2, P2 + HD), None),
-                ((P2, P2 + HD), S, (P3, P3 + PW), None),
-                ((P3, P3 + PW), None, (P4, P4 + PW), None))):
-            D = orth(n, PW if ksrc[1] - ksrc[0] == PW else HD, g)  # n x (key source width)
+        # (query source dims, map from the query source into the key source's space, key source dims)
+        for n, (qsrc, qmap, ksrc) in zip(split, (
+                ((T0, T1), R0, (P1, P1 + HD)),
+                ((P1, P1 + HD), None, (P2, P2 + HD)),
+                ((P2, P2 + HD), S, (P3, P3 + PW)),
+                ((P3, P3 + PW), None, (P4, P4 + PW)))):
+            D = orth(n, ksrc[1] - ksrc[0], g)  # n x (key source width)
             rows = sd_slow[o:o + n]
             Wk[rows, ksrc[0]:ksrc[1]] = D * lam1
             qm = D if qmap is None else D @ qmap  # maps the query source into the same space
