@@ -16,6 +16,7 @@ import type { Backend, EvalResult, RunSummary } from '../../src/eval/runner';
 import { runCases } from '../../src/eval/runner';
 import { EvalSpecError, entryLabel, expandSpec, shardCases, validateSpec, type EvalCase, type EvalSpec, type Shard } from '../../src/eval/spec';
 import { headRolesSpec } from '../../src/kv/head-roles';
+import { sharingPairs, type SharingMap } from '../../src/kv/sharing';
 import { ensureTinyChatModel } from '../pages/fixture-model';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -59,8 +60,9 @@ export function resolveSpecFiles(spec: EvalSpec): EvalSpec {
       out.params = { ...p.params, sinks: Number(rs.params!.sinks) };
     }
     if (typeof p.sharing === 'string') {
-      const m = readJson(p.sharing, 'sharing map', where) as { map?: Record<string, number> } | Record<string, number>;
-      out.sharing = (m && typeof m === 'object' && 'map' in m && typeof m.map === 'object' ? m.map : m) as Record<string, number>;
+      const m = readJson(p.sharing, 'sharing map', where);
+      if (!m || typeof m !== 'object') throw new EvalSpecError('bad-spec', `${where}: sharing map '${p.sharing}' is not a JSON object.`);
+      out.sharing = sharingPairs(m as SharingMap);
     }
     if (p.gates && !existsSync(resolve(ROOT, p.gates))) throw new EvalSpecError('bad-spec', `${where}: gate weights '${p.gates}' not found.`);
     return out;

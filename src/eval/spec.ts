@@ -266,11 +266,14 @@ function policyLabel(p: PolicyEntry): string {
   return entryLabel(p) + (p.chunked ? '+chunked' : '') + (p.adakv ? '+adakv' : '');
 }
 
+/** One policy entry at one budget, as the cases of a spec run it. */
+export type PolicyVariant = Pick<EvalCase, 'budget' | 'policy' | 'gates' | 'sharing'> & { label: string; fraction: number };
+
 /** Variants (policy x budget) for one context length; validates each against the policy registry. */
-export function policyVariants(spec: EvalSpec, contextLength: number): { label: string; fraction: number; budget: number | null; policy: PolicySpec; gates: string | null; sharing: Record<string, number> | null }[] {
+export function policyVariants(spec: EvalSpec, contextLength: number): PolicyVariant[] {
   const fractions = [...new Set(spec.budgets.map((b, i) => parseFraction(b, `budgets[${i}]`)))].sort((a, b) => a - b);
   const chunk = Math.min(spec.prefillChunk ?? 128, contextLength);
-  const out: { label: string; fraction: number; budget: number | null; policy: PolicySpec; gates: string | null; sharing: Record<string, number> | null }[] = [];
+  const out: PolicyVariant[] = [];
   for (const p of specPolicies(spec)) {
     const def = getPolicy(p.name);
     const base: PolicySpec = { name: p.name };
@@ -280,6 +283,7 @@ export function policyVariants(spec: EvalSpec, contextLength: number): { label: 
       if (typeof p.roles === 'string') fail('bad-spec', `Policy '${policyLabel(p)}': the role map '${p.roles}' was not read (the Node runner reads role files; pass the roles inline elsewhere).`);
       base.roles = p.roles;
     }
+    if (typeof p.sharing === 'string') fail('bad-spec', `Policy '${policyLabel(p)}': the sharing map '${p.sharing}' was not read (the Node runner reads sharing files; pass the map inline elsewhere).`);
     const variants: { fraction: number; budget: number | null; policy: PolicySpec }[] = [];
     if (def.gate) {
       // The trained gates set the eviction rate: one run, no budget to sweep.
@@ -311,7 +315,6 @@ export function policyVariants(spec: EvalSpec, contextLength: number): { label: 
         const code: EvalSpecErrorCode = /budget/i.test(msg) ? 'bad-budget' : 'bad-param';
         fail(code, `Policy '${policyLabel(p)}' at budget ${fractionLabel(v.fraction)} of a ${contextLength}-token context: ${msg}`);
       }
-      if (typeof p.sharing === 'string') fail('bad-spec', `Policy '${policyLabel(p)}': the sharing map '${p.sharing}' was not read (the Node runner reads sharing files; pass the map inline elsewhere).`);
       out.push({ label: policyLabel(p), ...v, gates: p.gates ?? null, sharing: p.sharing ?? null });
     }
   }

@@ -22,12 +22,17 @@ export interface SharingMap {
  * reading a later (or its own) layer, chains (a source that is itself shared), which also
  * rules out cycles.
  */
+/** The `{ layer: sourceLayer }` pairs of a calibrated map, or of a bare pairs object. */
+export function sharingPairs(sharing: SharingMap | Record<string, number>): Record<string, number> {
+  return ('map' in sharing && typeof sharing.map === 'object' ? (sharing as SharingMap).map : sharing) as Record<string, number>;
+}
+
 export function resolveSharing(sharing: SharingMap | Record<string, number> | undefined, config: ModelConfig): Int32Array {
   const L = config.numLayers;
   const src = Int32Array.from({ length: L }, (_, l) => l);
   if (!sharing) return src;
   const full = 'map' in sharing && typeof sharing.map === 'object' ? (sharing as SharingMap) : undefined;
-  const map = (full ? full.map : sharing) as Record<string, number>;
+  const map = sharingPairs(sharing);
   if (full?.model) {
     const m = full.model;
     if (m.numKvHeads !== config.numKvHeads || m.numLayers !== L || m.headDim !== config.headDim) {

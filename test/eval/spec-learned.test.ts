@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EvalSpecError, expandSpec, validateSpec } from '../../src/eval/spec';
+import { expandSpec, validateSpec } from '../../src/eval/spec';
+import { specErrorOf } from './spec-error';
 import { readSpec, resolveSpecFiles } from '../../e2e/eval/harness';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,15 +14,7 @@ const spec = (policies: unknown[]): Record<string, unknown> => ({
   budgets: ['1/8', '1/4'],
 });
 
-function err(f: () => unknown): EvalSpecError {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(EvalSpecError);
-    return e as EvalSpecError;
-  }
-  throw new Error('expected an EvalSpecError');
-}
+const err = specErrorOf;
 
 describe('eval spec: learned policies and sharing', () => {
   it('reads a shipped role map into the head-roles policy, labelled by its file', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EvalSpecError, expandSpec, hashId, parseFraction, parseShard, shardCases, validateSpec, type EvalSpec } from '../../src/eval/spec';
 import { listPolicies } from '../../src/kv/policies/registry';
+import { specErrorOf } from './spec-error';
 
 const base = (): Record<string, unknown> => ({
   name: 't',
@@ -11,13 +12,7 @@ const base = (): Record<string, unknown> => ({
 });
 
 function specError(raw: unknown): EvalSpecError {
-  try {
-    expandSpec(validateSpec(raw));
-  } catch (e) {
-    expect(e).toBeInstanceOf(EvalSpecError);
-    return e as EvalSpecError;
-  }
-  throw new Error('expected an EvalSpecError');
+  return specErrorOf(() => expandSpec(validateSpec(raw)));
 }
 
 describe('eval spec', () => {
