@@ -82,6 +82,8 @@ export class Gpu {
   readonly adapterInfo: GPUAdapterInfo;
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
+  /** A CPU implementation (SwiftShader, llvmpipe, WARP): kernels may pick a CPU-friendly variant. */
+  readonly cpuAdapter: boolean;
   readonly maxBinding: number;
   readonly maxWorkgroupsPerDim: number;
   private pipelines = new Map<string, GPUComputePipeline>();
@@ -96,6 +98,8 @@ export class Gpu {
     this.adapterInfo = info;
     this.hasF16 = device.features.has('shader-f16');
     this.hasSubgroups = device.features.has('subgroups');
+    const i = info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    this.cpuAdapter = i.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|warp/i.test(`${i.architecture} ${i.device} ${i.description}`);
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     void device.lost.then((info) => {

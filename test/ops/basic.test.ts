@@ -17,9 +17,12 @@ describe('rmsnorm kernel', () => {
     const wb = gpu.storage(w, 'w');
     const yb = gpu.storage(rows * n * 4, 'y');
     const lb = gpu.storage(n * 4, 'ylast');
-    gpu.run([rmsnormOp(gpu, xb, wb, yb, n, 1e-5, step)(rows), rmsnormOp(gpu, xb, wb, lb, n, 1e-5, step, true)(rows)]);
+    const yb2 = gpu.storage(rows * n * 4, 'y2');
+    // Both multi-row variants: a workgroup per row (GPUs) and a row per invocation (CPU adapters).
+    gpu.run([rmsnormOp(gpu, xb, wb, yb, n, 1e-5, step, false, true)(rows), rmsnormOp(gpu, xb, wb, yb2, n, 1e-5, step, false, false)(rows), rmsnormOp(gpu, xb, wb, lb, n, 1e-5, step, true)(rows)]);
     const want = rmsnorm(x, w, 1e-5);
     expect(maxAbsDiff(await gpu.readF32(yb, rows * n), want)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(await gpu.readF32(yb2, rows * n), want)).toBeLessThan(1e-5);
     expect(maxAbsDiff(await gpu.readF32(lb, n), want.subarray((rows - 1) * n))).toBeLessThan(1e-5);
   });
 });
@@ -78,8 +81,10 @@ describe('rope + cache append + split attention', () => {
     { name: 'first prefill chunk, head_dim 128 (4 dims per thread)', nH: 2, nKV: 2, hd: 128, prior: 0, rows: 33 },
     { name: 'long decode with many splits, head_dim 80', nH: 2, nKV: 1, hd: 80, prior: 2500, rows: 1 },
   ];
-  for (const c of cases) {
-    it(c.name, async () => {
+  // Both kernels on every case (the engine picks per adapter and step), with the scores for the
+  // attention-mass pass written for the decode cases and the prefill chunk over a cache.
+  for (const c of cases) for (const mode of ['split', 'rows'] as const) {
+    it(`${c.name} (${mode})`, async () => {
       const gpu = await testGpu();
       const r = rng(7 + c.prior);
       const { nH, nKV, hd, prior, rows } = c;
@@ -116,9 +121,11 @@ describe('rope + cache append + split attention', () => {
       const part = gpu.storage(rows * nH * 32 * (hd + 2) * 4, 'part');
       const out = gpu.storage(rows * nH * hd * 4, 'out');
       const shape = { nH, nKV, hd };
+      const withScores = c.prior >= 150 || c.rows === 9;
+      const mass = withScores ? { scores: gpu.storage(rows * nH * capacity * 4, 'scores'), ml: gpu.storage(rows * nH * 2 * 4, 'ml') } : undefined;
       gpu.run([
         ropeAppendOp(gpu, qkvB, gpu.storage(cos, 'cos'), gpu.storage(sin, 'sin'), cache, lens, shape, step)(rows),
-        ...attentionOps(gpu, qkvB, cache, lens, part, out, shape, step)(rows, sp.splits),
+        ...attentionOps(gpu, qkvB, cache, lens, part, out, shape, step, mass, mode)(rows, sp.splits),
         kvCommitOp(gpu, lens, gpu.storage(nKV * 8, 'acct'), nKV, step),
       ]);
       // Reference: rotate, append, attend causally by position.
@@ -144,6 +151,26 @@ describe('rope + cache append + split attention', () => {
         }
       }
       expect(maxAbsDiff(await gpu.readF32(out, rows * nH * hd), want)).toBeLessThan(2e-5);
+      if (mass) {
+        // Raw scaled scores per (row, head, entry), masked entries <= -1e29, and the softmax (max, sum).
+        const sc = await gpu.readF32(mass.scores, rows * nH * capacity);
+        const ml = await gpu.readF32(mass.ml, rows * nH * 2);
+        for (let row = 0; row < rows; row++)
+          for (let h = 0; h < nH; h++) {
+            const kv = Math.floor(h / (nH / nKV));
+            const q = qs[row]!.subarray(h * hd, (h + 1) * hd);
+            const s = poss[kv]!.map((p, j) => (p <= pos0 + row ? keys[kv]![j]!.reduce((a, k, d) => a + k * q[d]!, 0) / Math.sqrt(hd) : -Infinity));
+            const m = Math.max(...s);
+            const l = s.reduce((a, x) => a + Math.exp(x - m), 0);
+            s.forEach((x, j) => {
+              const got = sc[(row * nH + h) * capacity + j]!;
+              if (x === -Infinity) expect(got).toBeLessThan(-1e29);
+              else expect(Math.abs(got - x)).toBeLessThan(1e-4);
+            });
+            expect(Math.abs(ml[(row * nH + h) * 2]! - m)).toBeLessThan(1e-4);
+            expect(Math.abs(ml[(row * nH + h) * 2 + 1]! - l) / l).toBeLessThan(1e-4);
+          }
+      }
       // Cache: rotated keys and values appended at slots prior..prior+rows-1, with positions.
       const gotK = await gpu.readF32(cache.k, nKV * capacity * hd);
       const gotP = new Uint32Array(await gpu.read(cache.pos, nKV * capacity * 4));

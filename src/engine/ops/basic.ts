@@ -28,6 +28,26 @@ export interface StepParams {
 
 export const STEP_KEYS_PER_TILE = 64;
 export const MAX_SPLITS = 32;
+/** Query rows per workgroup of the row-per-invocation attention kernel (WGR in shaders/attention.wgsl). */
+export const ATTENTION_ROWS_PER_GROUP = 32;
+
+/**
+ * The prefill attention kernel's per-dimension lines, unrolled over head_dim / 4: on CPU back
+ * ends a private array indexed in a loop lives in per-lane memory, separate locals stay in
+ * registers (2x faster on SwiftShader).
+ */
+function unrolledRows(hd4: number): Record<string, string | number> {
+  const ds = Array.from({ length: hd4 }, (_, d) => d);
+  return {
+    HD4: hd4,
+    QLOAD: ds.map((d) => `  let q${d} = qkv[qb + ${d}u];`).join('\n'),
+    ACCDECL: ds.map((d) => `  var a${d} = vec4<f32>(0.0);`).join('\n'),
+    DOT: ds.map((d) => `        dot += q${d} * kc[kb + ${d}u];`).join('\n'),
+    RESCALE: ds.map((d) => `      a${d} *= alpha;`).join('\n'),
+    ACCUM: ds.map((d) => `          a${d} += w * vc[vb + ${d}u];`).join('\n'),
+    STORE: ds.map((d) => `  outp[o + ${d}u] = a${d} / l;`).join('\n'),
+  };
+}
 
 /** Chooses the key-axis split for attention over at most `maxKeys` entries. */
 export function attentionSplit(maxKeys: number): { splits: number; keysPerSplit: number } {
@@ -66,10 +86,13 @@ export function embedOp(gpu: Gpu, table: GPUBuffer, dtype: WeightDType, hidden: 
   return (rows) => ({ ...op, workgroups: [rows] });
 }
 
-export function rmsnormOp(gpu: Gpu, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, n: number, eps: number, step: StepBuffer, lastRow = false): RowOp {
+export function rmsnormOp(gpu: Gpu, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, n: number, eps: number, step: StepBuffer, lastRow = false, byRows = gpu.cpuAdapter): RowOp {
   const code = kernelSource(rmsnormSrc, { LAST_ROW: lastRow });
-  const op = gpu.op(code, [x, w, y, gpu.uniform(u32f32([n, { f32: eps }]), 'rmsnorm.params'), step.buffer], [1], 'rmsnorm');
-  return (rows) => ({ ...op, workgroups: [lastRow ? 1 : rows] });
+  const params = gpu.uniform(u32f32([n, { f32: eps }]), 'rmsnorm.params');
+  const op = gpu.op(code, [x, w, y, params, step.buffer], [1], 'rmsnorm');
+  // Many rows on a CPU adapter: a row per invocation instead of a workgroup with a barrier tree.
+  const byRow = !lastRow && byRows ? gpu.op(kernelSource(rmsnormSrc, { ROWS: true }), [x, w, y, params, step.buffer], [1], 'rmsnorm.rows') : undefined;
+  return (rows) => (byRow && rows > 1 ? { ...byRow, workgroups: [Math.ceil(rows / 16)] } : { ...op, workgroups: [lastRow ? 1 : rows] });
 }
 
 export interface LayerCacheBuffers {
@@ -95,23 +118,35 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
 }
 
 /**
- * Two ops (partial, reduce) per step; `part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats.
+ * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis (`part` must
+ * hold rows * nH * MAX_SPLITS * (hd + 2) floats), for decode on GPUs where one row alone must
+ * fill the device; ROWS gives each query row its own invocation, for prefill chunks, and for
+ * decode too on CPU adapters where it is ~30x faster. `mode` forces one ('auto' by default;
+ * ROWS needs head_dim % 4 == 0, else the split kernel serves every step).
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
  */
-export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer; scoreBase?: number }): (rows: number, splits: number) => Op[] {
+export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer; scoreBase?: number }, mode: 'auto' | 'split' | 'rows' = 'auto'): (rows: number, splits: number) => Op[] {
   if (shape.hd > 256) throw new Error(`attention supports head_dim <= 256, got ${shape.hd}`);
   const params = gpu.uniform(
     u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }, mass?.scoreBase ?? 0, 0]),
     'attention.params',
   );
   const scores = !!mass;
+  const rowsOk = shape.hd % 4 === 0 && mode !== 'split';
+  const decodeByRow = rowsOk && (mode === 'rows' || gpu.cpuAdapter);
   const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
   const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true, SCORES: scores }), [part, out, params, step.buffer, ...(mass ? [mass.ml] : [])], [1], 'attention.reduce');
-  return (rows, splits) => [
-    { ...partial, workgroups: [splits, shape.nH, rows] },
-    { ...reduce, workgroups: [shape.nH, rows] },
-  ];
+  const byRow = rowsOk
+    ? gpu.op(kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4) }), [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows')
+    : undefined;
+  return (rows, splits) =>
+    byRow && (rows > 1 || decodeByRow)
+      ? [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH] }]
+      : [
+          { ...partial, workgroups: [splits, shape.nH, rows] },
+          { ...reduce, workgroups: [shape.nH, rows] },
+        ];
 }
 
 export function swigluOp(gpu: Gpu, gateUp: GPUBuffer, act: GPUBuffer, inter: number, step: StepBuffer): RowOp {
