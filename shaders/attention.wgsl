@@ -6,10 +6,11 @@
 //   this step included), masks entries whose absolute position is after the query's, and
 //   writes (m, l, acc[hd]) to `part`.
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
-// ROWS (grid: ceil(rows / 32) x nH), used for prefill chunks: one invocation per query row
-//   walks every key of its KV head in blocks of 8 with an online softmax and writes the output
-//   row directly (no partials). One exp per visible key and no barriers: on CPU back ends
-//   (SwiftShader) this is ~10x faster than PARTIAL + REDUCE for a 128-row chunk.
+// ROWS (grid: ceil(rows / 32) x nH), picked on CPU adapters for every step: one invocation per
+//   query row walks the keys of its KV head (row r stops at slot lens + r: this step's entries
+//   sit in row order) in blocks of 8 with an online softmax and writes the output row directly.
+//   One exp per visible key and no barriers: on SwiftShader ~12x faster than PARTIAL + REDUCE
+//   for a 128-row chunk; GPUs keep the split kernels, which spread a step over many workgroups.
 // Entries are visible by position, not by slot, so the same kernel serves compacted caches.
 // scoreBase: where this layer's scores start in `scores` (layers sharing one cache write side by side).
 struct Params { nH: u32, nKV: u32, hd: u32, capacity: u32, layerBase: u32, scale: f32, scoreBase: u32, pad: u32 };

@@ -118,11 +118,11 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
 }
 
 /**
- * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis (`part` must
- * hold rows * nH * MAX_SPLITS * (hd + 2) floats), for decode on GPUs where one row alone must
- * fill the device; ROWS gives each query row its own invocation, for prefill chunks, and for
- * decode too on CPU adapters where it is ~30x faster. `mode` forces one ('auto' by default;
- * ROWS needs head_dim % 4 == 0, else the split kernel serves every step).
+ * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis over many
+ * workgroups (`part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats), which fills a GPU;
+ * ROWS gives each query row one invocation walking all its keys (few invocations, no barriers),
+ * which is 5-12x faster on CPU adapters (SwiftShader) and is what 'auto' picks there. `mode`
+ * forces one; ROWS needs head_dim % 4 == 0, else the split kernel serves every step.
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
  */
@@ -133,20 +133,17 @@ export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers,
     'attention.params',
   );
   const scores = !!mass;
-  const rowsOk = shape.hd % 4 === 0 && mode !== 'split';
-  const decodeByRow = rowsOk && (mode === 'rows' || gpu.cpuAdapter);
+  const rowsOk = shape.hd % 4 === 0 && (mode === 'rows' || (mode === 'auto' && gpu.cpuAdapter));
+  if (rowsOk) {
+    const byRow = gpu.op(kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4) }), [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
+    return (rows) => [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH] }];
+  }
   const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
   const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true, SCORES: scores }), [part, out, params, step.buffer, ...(mass ? [mass.ml] : [])], [1], 'attention.reduce');
-  const byRow = rowsOk
-    ? gpu.op(kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4) }), [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows')
-    : undefined;
-  return (rows, splits) =>
-    byRow && (rows > 1 || decodeByRow)
-      ? [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH] }]
-      : [
-          { ...partial, workgroups: [splits, shape.nH, rows] },
-          { ...reduce, workgroups: [shape.nH, rows] },
-        ];
+  return (rows, splits) => [
+    { ...partial, workgroups: [splits, shape.nH, rows] },
+    { ...reduce, workgroups: [shape.nH, rows] },
+  ];
 }
 
 export function swigluOp(gpu: Gpu, gateUp: GPUBuffer, act: GPUBuffer, inter: number, step: StepBuffer): RowOp {
