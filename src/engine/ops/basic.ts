@@ -32,7 +32,7 @@ export const MAX_SPLITS = 32;
 export const ATTENTION_ROWS_PER_GROUP = 32;
 
 /**
- * The prefill attention kernel's per-dimension lines, unrolled over head_dim / 4: on CPU back
+ * The ROWS attention kernel's per-dimension lines, unrolled over head_dim / 4: on CPU back
  * ends a private array indexed in a loop lives in per-lane memory, separate locals stay in
  * registers (2x faster on SwiftShader).
  */
