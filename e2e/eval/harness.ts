@@ -186,7 +186,7 @@ export function selectCases(spec: EvalSpec, shard?: Shard, every?: number): Eval
   return every && every > 1 ? cases.filter((c) => subsetKey(c.id) % every === 0) : cases;
 }
 
-export function subsetKey(id: string): number {
+function subsetKey(id: string): number {
   // Sharding's FNV-1a from another offset basis, then MurmurHash3's finaliser so every bit
   // depends on every character: the subset is ~1/k of the cases and ~1/k of each shard. (A
   // djb2 hash here had picked 190 of quick's 1680 cases, 101 of them in shard 1/4.)

@@ -16,22 +16,27 @@ export interface SharingMap {
   similarity?: number;
 }
 
+/** `sharing` as a calibrated map (it has a `map` object), or undefined for a bare pairs object. */
+function calibratedMap(sharing: SharingMap | Record<string, number>): SharingMap | undefined {
+  return 'map' in sharing && typeof sharing.map === 'object' ? (sharing as SharingMap) : undefined;
+}
+
+/** The `{ layer: sourceLayer }` pairs of a calibrated map, or of a bare pairs object. */
+export function sharingPairs(sharing: SharingMap | Record<string, number>): Record<string, number> {
+  return calibratedMap(sharing)?.map ?? (sharing as Record<string, number>);
+}
+
 /**
  * Validates a map against a model and returns the source of every layer (itself when not
  * shared). Errors: wrong model shape (e.g. KV head count), out-of-range layers, a layer
  * reading a later (or its own) layer, chains (a source that is itself shared), which also
  * rules out cycles.
  */
-/** The `{ layer: sourceLayer }` pairs of a calibrated map, or of a bare pairs object. */
-export function sharingPairs(sharing: SharingMap | Record<string, number>): Record<string, number> {
-  return ('map' in sharing && typeof sharing.map === 'object' ? (sharing as SharingMap).map : sharing) as Record<string, number>;
-}
-
 export function resolveSharing(sharing: SharingMap | Record<string, number> | undefined, config: ModelConfig): Int32Array {
   const L = config.numLayers;
   const src = Int32Array.from({ length: L }, (_, l) => l);
   if (!sharing) return src;
-  const full = 'map' in sharing && typeof sharing.map === 'object' ? (sharing as SharingMap) : undefined;
+  const full = calibratedMap(sharing);
   const map = sharingPairs(sharing);
   if (full?.model) {
     const m = full.model;
