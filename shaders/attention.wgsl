@@ -68,74 +68,57 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 @group(0) @binding(8) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(9) var<storage, read_write> ml: array<f32>;
 #endif
-// HD4 = head_dim / 4 (the host uses this variant only when head_dim is a multiple of 4). The
-// per-dimension code is unrolled by the host (${...} below): private arrays indexed in loops
-// are per-lane memory on CPU back ends, plain locals stay in registers.
+// HD4 = head_dim / 4 (the host uses this variant only when head_dim is a multiple of 4). GH
+// query heads of one KV group share an invocation, so each key and value row is loaded once for
+// GH heads. The per-(head, dimension) code is unrolled by the host (${...} below): private
+// arrays indexed in loops are per-lane memory on CPU back ends, plain locals stay in registers.
+// Per head the arithmetic is the same as with GH = 1, in the same order.
 const HD4: u32 = ${HD4}u;
+const GH: u32 = ${GH}u;
 const WGR: u32 = ${WGR}u;
 const KB: u32 = 8u;
 
 @compute @workgroup_size(${WGR})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let h = wg.y;
+  let h0 = wg.y * GH;
   let r = wg.x * WGR + lid.x;
   if (r >= step.rows) { return; }
-  let kv = h / (p.nH / p.nKV);
+  let kv = h0 / (p.nH / p.nKV);
   let qpos = step.pos0 + r;
   let width4 = (p.nH + 2u * p.nKV) * HD4;
   // This step's entries sit at slots lens.. in row order, so row r sees none past lens + r.
   let n = lens[p.layerBase + kv] + r + 1u;
   let cbase = kv * p.capacity;
-  let qb = r * width4 + h * HD4;
+  let qb = r * width4 + h0 * HD4;
 ${QLOAD}
 ${ACCDECL}
-  var sb: array<f32, KB>;
-  var m = NEG;
-  var l = 0.0;
+  var sb: array<f32, KB * GH>;
   for (var t0 = 0u; t0 < n; t0 += KB) {
     let cnt = min(KB, n - t0);
-    var bmax = NEG;
+${BMAXDECL}
     for (var i = 0u; i < cnt; i++) {
       let j = t0 + i;
-      var s = NEG;
+${SDECL}
       if (posc[cbase + j] <= qpos) {
         let kb = (cbase + j) * HD4;
-        var dot = vec4<f32>(0.0);
 ${DOT}
-        s = (dot.x + dot.y + dot.z + dot.w) * p.scale;
       }
-#if SCORES
-      scores[p.scoreBase + (r * p.nH + h) * p.capacity + j] = s;
-#endif
-      sb[i] = s;
-      bmax = max(bmax, s);
+${SKEEP}
     }
     // Rescale once per block, then one exp per visible key.
-    if (bmax > -1.0e29) {
-      let mNew = max(m, bmax);
-      let alpha = exp(m - mNew);
-      l *= alpha;
 ${RESCALE}
+    if (${ANYVIS}) {
       for (var i = 0u; i < cnt; i++) {
-        let s = sb[i];
-        if (s > -1.0e29) {
-          let w = exp(s - mNew);
-          l += w;
+${SLOAD}
+        if (${KEYVIS}) {
           let vb = (cbase + t0 + i) * HD4;
 ${ACCUM}
         }
       }
-      m = mNew;
     }
+${MSET}
   }
-  let o = (r * p.nH + h) * HD4;
 ${STORE}
-#if SCORES
-  // Later rows of this step are masked for this row: their scores read as masked.
-  for (var j = n; j < n + step.rows - r - 1u; j++) { scores[p.scoreBase + (r * p.nH + h) * p.capacity + j] = NEG; }
-  ml[p.scoreBase / p.capacity * 2u + (r * p.nH + h) * 2u] = m;
-  ml[p.scoreBase / p.capacity * 2u + (r * p.nH + h) * 2u + 1u] = l;
-#endif
 }
 #else
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;

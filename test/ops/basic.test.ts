@@ -82,8 +82,10 @@ describe('rope + cache append + split attention', () => {
     { name: 'long decode with many splits, head_dim 80', nH: 2, nKV: 1, hd: 80, prior: 2500, rows: 1 },
   ];
   // Both kernels on every case (the engine picks per adapter and step), with the scores for the
-  // attention-mass pass written for the decode cases and the prefill chunk over a cache.
-  for (const c of cases) for (const mode of ['split', 'rows'] as const) {
+  // attention-mass pass written for the decode cases and the prefill chunk over a cache. 'rows'
+  // serves as many heads of a KV group per invocation as the engine would (3, 4, 1, 2 here);
+  // 'rows1' one head per invocation.
+  for (const c of cases) for (const mode of ['split', 'rows', 'rows1'] as const) {
     it(`${c.name} (${mode})`, async () => {
       const gpu = await testGpu();
       const r = rng(7 + c.prior);
@@ -125,7 +127,7 @@ describe('rope + cache append + split attention', () => {
       const mass = withScores ? { scores: gpu.storage(rows * nH * capacity * 4, 'scores'), ml: gpu.storage(rows * nH * 2 * 4, 'ml') } : undefined;
       gpu.run([
         ropeAppendOp(gpu, qkvB, gpu.storage(cos, 'cos'), gpu.storage(sin, 'sin'), cache, lens, shape, step)(rows),
-        ...attentionOps(gpu, qkvB, cache, lens, part, out, shape, step, mass, mode)(rows, sp.splits),
+        ...attentionOps(gpu, qkvB, cache, lens, part, out, shape, step, mass, mode === 'split' ? 'split' : 'rows', mode === 'rows1' ? 1 : undefined)(rows, sp.splits),
         kvCommitOp(gpu, lens, gpu.storage(nKV * 8, 'acct'), nKV, step),
       ]);
       // Reference: rotate, append, attend causally by position.

@@ -30,23 +30,71 @@ export const STEP_KEYS_PER_TILE = 64;
 export const MAX_SPLITS = 32;
 /** Query rows per workgroup of the row-per-invocation attention kernel (WGR in shaders/attention.wgsl). */
 export const ATTENTION_ROWS_PER_GROUP = 32;
+/** Most query heads one ROWS invocation serves (see rowsHeadsPerInvocation). */
+export const ATTENTION_ROWS_MAX_HEADS = 4;
 
 /**
- * The ROWS attention kernel's per-dimension lines, unrolled over head_dim / 4: on CPU back
- * ends a private array indexed in a loop lives in per-lane memory, separate locals stay in
- * registers (2x faster on SwiftShader).
+ * The ROWS attention kernel's per-(head, dimension) lines for `gh` query heads per invocation,
+ * unrolled over head_dim / 4: on CPU back ends a private array indexed in a loop lives in
+ * per-lane memory, separate locals stay in registers (2x faster on SwiftShader). With `scores`
+ * the raw scores and each head's (max, sum) are written too.
  */
-function unrolledRows(hd4: number): Record<string, string | number> {
+function unrolledRows(hd4: number, gh: number, scores: boolean): Record<string, string | number> {
   const ds = Array.from({ length: hd4 }, (_, d) => d);
+  const gs = Array.from({ length: gh }, (_, g) => g);
+  const each = (f: (g: number) => string): string => gs.map(f).join('\n');
+  const eachD = (f: (g: number, d: number) => string): string => gs.flatMap((g) => ds.map((d) => f(g, d))).join('\n');
+  const row = (g: number): string => `(r * p.nH + h0 + ${g}u)`;
   return {
     HD4: hd4,
-    QLOAD: ds.map((d) => `  let q${d} = qkv[qb + ${d}u];`).join('\n'),
-    ACCDECL: ds.map((d) => `  var a${d} = vec4<f32>(0.0);`).join('\n'),
-    DOT: ds.map((d) => `        dot += q${d} * kc[kb + ${d}u];`).join('\n'),
-    RESCALE: ds.map((d) => `      a${d} *= alpha;`).join('\n'),
-    ACCUM: ds.map((d) => `          a${d} += w * vc[vb + ${d}u];`).join('\n'),
-    STORE: ds.map((d) => `  outp[o + ${d}u] = a${d} / l;`).join('\n'),
+    GH: gh,
+    QLOAD: eachD((g, d) => `  let q${g}_${d} = qkv[qb + ${g * hd4 + d}u];`),
+    ACCDECL: eachD((g, d) => `  var a${g}_${d} = vec4<f32>(0.0);`) + '\n' + each((g) => `  var m${g} = NEG;\n  var l${g} = 0.0;`),
+    BMAXDECL: each((g) => `    var bmax${g} = NEG;`),
+    SDECL: each((g) => `      var s${g} = NEG;`),
+    DOT:
+      ds.map((d) => `        let k${d} = kc[kb + ${d}u];`).join('\n') +
+      '\n' +
+      each((g) => `        var dot${g} = vec4<f32>(0.0);\n` + ds.map((d) => `        dot${g} += q${g}_${d} * k${d};`).join('\n') + `\n        s${g} = (dot${g}.x + dot${g}.y + dot${g}.z + dot${g}.w) * p.scale;`),
+    SKEEP: each(
+      (g) =>
+        (scores ? `      scores[p.scoreBase + ${row(g)} * p.capacity + j] = s${g};\n` : '') +
+        `      sb[i * GH + ${g}u] = s${g};\n      bmax${g} = max(bmax${g}, s${g});`,
+    ),
+    RESCALE: each(
+      (g) =>
+        `    var mn${g} = m${g};\n    if (bmax${g} > -1.0e29) {\n      mn${g} = max(m${g}, bmax${g});\n      let alpha${g} = exp(m${g} - mn${g});\n      l${g} *= alpha${g};\n` +
+        ds.map((d) => `      a${g}_${d} *= alpha${g};`).join('\n') +
+        '\n    }',
+    ),
+    ANYVIS: gs.map((g) => `bmax${g} > -1.0e29`).join(' || '),
+    SLOAD: each((g) => `        let s${g} = sb[i * GH + ${g}u];`),
+    KEYVIS: gs.map((g) => `s${g} > -1.0e29`).join(' || '),
+    ACCUM:
+      ds.map((d) => `          let v${d} = vc[vb + ${d}u];`).join('\n') +
+      '\n' +
+      each((g) => `          if (s${g} > -1.0e29) {\n            let w${g} = exp(s${g} - mn${g});\n            l${g} += w${g};\n` + ds.map((d) => `            a${g}_${d} += w${g} * v${d};`).join('\n') + '\n          }'),
+    MSET: each((g) => `    m${g} = mn${g};`),
+    STORE: each(
+      (g) =>
+        ds.map((d) => `  outp[${row(g)} * HD4 + ${d}u] = a${g}_${d} / l${g};`).join('\n') +
+        (scores
+          ? // Later rows of this step are masked for this row: their scores read as masked.
+            `\n  for (var j = n; j < n + step.rows - r - 1u; j++) { scores[p.scoreBase + ${row(g)} * p.capacity + j] = NEG; }` +
+            `\n  ml[p.scoreBase / p.capacity * 2u + ${row(g)} * 2u] = m${g};\n  ml[p.scoreBase / p.capacity * 2u + ${row(g)} * 2u + 1u] = l${g};`
+          : ''),
+    ),
   };
+}
+
+/**
+ * Query heads per invocation of the ROWS kernel: as many of a KV group's heads as divide it,
+ * up to `max` (each shares the key / value loads; more heads hold more registers).
+ */
+export function rowsHeadsPerInvocation(nH: number, nKV: number, max = ATTENTION_ROWS_MAX_HEADS): number {
+  const group = nH / nKV;
+  for (let g = Math.min(max, group); g > 1; g--) if (group % g === 0) return g;
+  return 1;
 }
 
 /** Chooses the key-axis split for attention over at most `maxKeys` entries. */
@@ -126,7 +174,7 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
  */
-export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer; scoreBase?: number }, mode: 'auto' | 'split' | 'rows' = 'auto'): (rows: number, splits: number) => Op[] {
+export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers, lens: GPUBuffer, part: GPUBuffer, out: GPUBuffer, shape: AttentionShape, step: StepBuffer, mass?: { scores: GPUBuffer; ml: GPUBuffer; scoreBase?: number }, mode: 'auto' | 'split' | 'rows' = 'auto', headsPerInvocation?: number): (rows: number, splits: number) => Op[] {
   if (shape.hd > 256) throw new Error(`attention supports head_dim <= 256, got ${shape.hd}`);
   const params = gpu.uniform(
     u32f32([shape.nH, shape.nKV, shape.hd, cache.capacity, cache.layerBase, { f32: 1 / Math.sqrt(shape.hd) }, mass?.scoreBase ?? 0, 0]),
@@ -135,8 +183,13 @@ export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers,
   const scores = !!mass;
   const rowsOk = shape.hd % 4 === 0 && (mode === 'rows' || (mode === 'auto' && gpu.cpuAdapter));
   if (rowsOk) {
-    const byRow = gpu.op(kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4) }), [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
-    return (rows) => [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH] }];
+    const gh = headsPerInvocation ?? rowsHeadsPerInvocation(shape.nH, shape.nKV);
+    if (!Number.isInteger(gh) || gh < 1 || (shape.nH / shape.nKV) % gh !== 0) {
+      throw new Error(`attention: ${gh} heads per invocation do not divide the ${shape.nH / shape.nKV} query heads of a KV group`);
+    }
+    const code = kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4, gh, scores) });
+    const byRow = gpu.op(code, [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
+    return (rows) => [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH / gh] }];
   }
   const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
   const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true, SCORES: scores }), [part, out, params, step.buffer, ...(mass ? [mass.ml] : [])], [1], 'attention.reduce');
