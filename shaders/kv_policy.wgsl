@@ -5,7 +5,8 @@
 //         step (softmax probability, averaged over the query heads of the KV group in every
 //         layer that reads this cache (`readers`, KVSharer), summed over the step's query
 //         rows, or the last `massRows` rows), then the policy's statistic update.
-// SELECT  (grid: nKV, one 256-thread workgroup per KV head): scores every live entry with the
+// SELECT  (grid: nKV, one workgroup of WG invocations per KV head; WG = 256 on GPUs, fewer on
+//         CPU adapters): scores every live entry with the
 //         policy's score, forces sinks (first SINKS slots) and the window (last WINDOW slots), and
 //         keeps the `budget` best: threshold by a 32-step bitwise search on order-preserving
 //         keys; at the threshold, lower slots (= earlier positions) win. Writes each entry's
@@ -93,9 +94,11 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 @group(0) @binding(7) var<uniform> p: Params;
 @group(0) @binding(8) var<uniform> step: Step;
 
-const WG: u32 = 256u;
-var<workgroup> red: array<u32, 256>;
-var<workgroup> redK: array<u32, 256>;
+// Invocations per workgroup (256 on GPUs; fewer on CPU adapters, where each barrier costs
+// a switch through every invocation of the workgroup).
+const WG: u32 = ${SELECT_WG}u;
+var<workgroup> red: array<u32, WG>;
+var<workgroup> redK: array<u32, WG>;
 var<workgroup> wU: u32;
 
 // f32 -> u32 with the same order (larger float, larger key).
@@ -161,7 +164,7 @@ fn uniformU32(t: u32, v: u32) -> u32 {
 #if INPLACE
 // In-place compaction after selection. The kept entries' new slots never exceed their old
 // ones and keep their order, so for keys and values an element e = slot * hd + d moves to
-// newSlot * hd + d <= e: reading blocks of 256 elements in increasing order, with a barrier
+// newSlot * hd + d <= e: reading blocks of WG elements in increasing order, with a barrier
 // between a block's reads and its writes, never overwrites an element not yet read. Only
 // the slots from the first changed one on move (none when nothing is evicted).
 fn compactInPlace(h0: u32, h1: u32, t: u32) {
@@ -216,7 +219,7 @@ fn compactInPlace(h0: u32, h1: u32, t: u32) {
 }
 #endif
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
 #if ADAKV
   let h0 = 0u;
@@ -336,7 +339,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let j1 = min(j0 + per, n);
     var eq = 0u;
     for (var j = j0; j < j1; j++) { eq += select(0u, 1u, okey[base + j] == thr); }
-    // Exclusive scan of the blocks' tie counts (serial by thread 0: 256 adds).
+    // Exclusive scan of the blocks' tie counts (serial by thread 0: WG adds).
     red[lid.x] = eq;
     workgroupBarrier();
     if (lid.x == 0u) {

@@ -1,18 +1,21 @@
 import { Gpu } from '../src/gpu/device';
 import { decodeToFloat32, encodeFromFloat32 } from '../src/model/tensor';
 
-let shared: Promise<Gpu> | null = null;
+const shared = new Map<string, Promise<Gpu>>();
 // A destroyed device (see test/setup.ts) is replaced on the next call.
 
-/** One device per test file (validation on), shared by the file's tests. */
-export async function testGpu(): Promise<Gpu> {
-  shared ??= Gpu.create();
-  const g = await shared;
-  if (g.lost) {
-    shared = Gpu.create();
-    return shared;
-  }
-  return g;
+/**
+ * One device per test file and kernel set (validation on), shared by the file's tests.
+ * `kernels: 'gpu'` runs the variants GPUs get (SwiftShader would otherwise pick the CPU ones).
+ */
+export async function testGpu(kernels: 'auto' | 'gpu' = 'auto'): Promise<Gpu> {
+  const make = (): Promise<Gpu> => {
+    const p = Gpu.create({ kernels });
+    shared.set(kernels, p);
+    return p;
+  };
+  const g = await (shared.get(kernels) ?? make());
+  return g.lost ? make() : g;
 }
 
 /** A deterministic PRNG (mulberry32) for test data. */

@@ -56,6 +56,12 @@ export interface GpuOptions {
   /** Use `shader-f16` when the adapter offers it (default true). */
   allowF16?: boolean;
   powerPreference?: GPUPowerPreference;
+  /**
+   * Which kernel variants to run where a kernel has a CPU-friendly one (row-per-invocation
+   * attention and RMSNorm, narrow cache-selection workgroups): 'auto' (default) by adapter,
+   * 'cpu' or 'gpu' to force one set (tests run the GPU set on SwiftShader this way).
+   */
+  kernels?: 'auto' | 'cpu' | 'gpu';
 }
 
 /** One dispatch: a pipeline, its bind group and a workgroup count. */
@@ -82,7 +88,7 @@ export class Gpu {
   readonly adapterInfo: GPUAdapterInfo;
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
-  /** A CPU implementation (SwiftShader, llvmpipe, WARP): kernels may pick a CPU-friendly variant. */
+  /** A CPU implementation (SwiftShader, llvmpipe, WARP), or `kernels: 'cpu'`: kernels pick their CPU-friendly variant. */
   readonly cpuAdapter: boolean;
   readonly maxBinding: number;
   readonly maxWorkgroupsPerDim: number;
@@ -93,13 +99,14 @@ export class Gpu {
   private owner: object | null = null;
   private owned = new Map<object, { buffer: GPUBuffer; tag: string }[]>();
 
-  private constructor(device: GPUDevice, info: GPUAdapterInfo) {
+  private constructor(device: GPUDevice, info: GPUAdapterInfo, kernels: 'auto' | 'cpu' | 'gpu' = 'auto') {
     this.device = device;
     this.adapterInfo = info;
     this.hasF16 = device.features.has('shader-f16');
     this.hasSubgroups = device.features.has('subgroups');
     const i = info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
-    this.cpuAdapter = i.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|warp/i.test(`${i.architecture} ${i.device} ${i.description}`);
+    const detected = i.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|warp/i.test(`${i.architecture} ${i.device} ${i.description}`);
+    this.cpuAdapter = kernels === 'auto' ? detected : kernels === 'cpu';
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     void device.lost.then((info) => {
@@ -130,7 +137,7 @@ export class Gpu {
         maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
       },
     });
-    const g = new Gpu(device, adapter.info);
+    const g = new Gpu(device, adapter.info, options.kernels);
     Gpu.liveDevices.add(g);
     return g;
   }

@@ -47,10 +47,12 @@ function tokens(n: number, seed: number): number[] {
   return Array.from({ length: n }, () => Math.floor(r() * smolLike.vocabSize));
 }
 
-describe('policy matrix: GPU cache manager vs plain-TypeScript reference', () => {
+// Twice: with the kernels SwiftShader picks (CPU variants: row attention, 8-wide selection
+// workgroups) and with the ones GPUs get (split attention, 256-wide selection).
+describe.each(['auto', 'gpu'] as const)('policy matrix (%s kernels): GPU cache manager vs plain-TypeScript reference', (kernels) => {
   for (const spec of MATRIX) {
     it(`${label(spec)}: kept sets, statistics, attention after eviction, declared bound`, async () => {
-      const gpu = await testGpu();
+      const gpu = await testGpu(kernels);
       const weights = randomWeights(smolLike, 'f32', 77);
       const isGate = spec.name === 'attention-gate';
       const engine = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: CONTEXT, prefillChunk: CHUNK, policy: spec, gates: isGate ? GATES : undefined });
