@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { aggregate, renderHtml, toCsv } from '../../src/eval/report';
+import { aggregate, renderHtml, toCsv, toMarkdown } from '../../src/eval/report';
 import type { EvalResult } from '../../src/eval/runner';
 
 export function uplotAssets(): { js: string; css: string } {
@@ -12,14 +12,17 @@ export function uplotAssets(): { js: string; css: string } {
   return { js: readFileSync(resolve(dir, 'uPlot.iife.min.js'), 'utf8'), css: readFileSync(resolve(dir, 'uPlot.min.css'), 'utf8') };
 }
 
-export function writeReport(results: EvalResult[], out: string, title: string, note?: string): { html: string; csv: string; groups: number } {
+/** Writes report.html, and next to it report.csv (every cell) and report.md (one summary table). */
+export function writeReport(results: EvalResult[], out: string, title: string, note?: string): { html: string; csv: string; md: string; groups: number } {
   const groups = aggregate(results);
   const { js, css } = uplotAssets();
   mkdirSync(dirname(resolve(out)), { recursive: true });
   const csv = out.replace(/\.html?$/, '') + '.csv';
   writeFileSync(out, renderHtml(groups, { title, uplotJs: js, uplotCss: css, ...(note ? { note } : {}) }));
+  const md = out.replace(/\.html?$/, '') + '.md';
   writeFileSync(csv, toCsv(groups));
-  return { html: out, csv, groups: groups.length };
+  writeFileSync(md, toMarkdown(groups));
+  return { html: out, csv, md, groups: groups.length };
 }
 
 export async function screenshot(html: string, png: string): Promise<void> {

@@ -2,8 +2,9 @@
  * npm run eval:report -- --in eval-results/quick-node.jsonl [--in more.jsonl ...]
  *                        [--out eval-results/report.html] [--title "..."] [--screenshot report.png]
  *
- * Writes the HTML report (uPlot inlined: opens offline) and a CSV next to it
- * (report.html -> report.csv); --screenshot renders the page in Chromium and saves a PNG.
+ * Writes the HTML report (uPlot inlined: opens offline), a CSV of every cell and a Markdown
+ * summary table next to it (report.html -> report.csv, report.md); --screenshot renders the
+ * page in Chromium and saves a PNG.
  */
 import { readResults } from './harness';
 import { screenshot, writeReport } from './report-files';
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
   const results = ins.flatMap((f) => readResults(f));
   if (!results.length) throw new Error(`No results in ${ins.join(', ')}.`);
   const r = writeReport(results, out, title, note);
-  console.error(`${results.length} results, ${r.groups} task groups -> ${r.html}, ${r.csv}`);
+  console.error(`${results.length} results, ${r.groups} task groups -> ${r.html}, ${r.csv}, ${r.md}`);
   if (shot) {
     await screenshot(out, shot);
     console.error(`screenshot -> ${shot}`);

@@ -11,9 +11,11 @@ import { toFloat32 } from '../model/tensor';
 import { InvalidArgumentError, ModelLoadError, ShapeMismatchError } from '../errors';
 import { ropeInvFreq, ropeTables } from '../reference/ops';
 import {
+  attentionByRows,
   attentionOps,
   attentionSplit,
   embedOp,
+  kernelSource,
   kvCommitOp,
   MAX_SPLITS,
   rmsnormOp,
@@ -27,7 +29,6 @@ import { isQ4Weight, q4EmbedOp, uploadQ4Tensor, type Q4WeightTensor } from './op
 import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
 import { KvCache } from '../kv/cache';
 import gateSrc from '../../shaders/gate.wgsl?raw';
-import { kernelSource } from './ops/basic';
 import type { GateWeights } from '../kv/gates';
 import type { ResolvedPolicy } from '../kv/policies/registry';
 
@@ -139,7 +140,8 @@ export class GpuModel {
     const attnOut = f32(R * c.numHeads * hd, 'attn');
     const gu = f32(R * 2 * I, 'gate_up');
     const act = f32(R * I, 'act');
-    const part = f32(R * c.numHeads * MAX_SPLITS * (hd + 2), 'attn.partials');
+    // The split kernel's partial results; the row kernel (CPU adapters) has none.
+    const part = f32(attentionByRows(gpu, hd) ? 1 : R * c.numHeads * MAX_SPLITS * (hd + 2), 'attn.partials');
     const xLast = f32(H, 'x.last');
     this.finalHidden = xLast;
     this.logits = f32(c.vocabSize, 'logits');

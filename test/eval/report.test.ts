@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { aggregate, toCsv } from '../../src/eval/report';
+import { aggregate, toCsv, toMarkdown } from '../../src/eval/report';
 import type { EvalResult } from '../../src/eval/runner';
 import { writeReport } from '../../e2e/eval/report-files';
 
@@ -67,5 +67,18 @@ describe('eval report', () => {
     expect(csv.length).toBe(1 + 5);
     expect(csv[0]).toMatch(/^model,task,/);
     expect(toCsv(aggregate(results))).toBe(readFileSync(r.csv, 'utf8'));
+    expect(readFileSync(r.md, 'utf8')).toBe(toMarkdown(aggregate(results)));
+  });
+
+  it('summarises as one Markdown table: full first, budgets as fractions, a column per task', () => {
+    const niah = results.map((r) => ({ ...r, id: r.id.replace('passkey', 'niah'), task: 'niah', taskLabel: 'niah', score: r.policy === 'streaming' ? 0 : r.score }));
+    const md = toMarkdown(aggregate([...results, ...niah])).split('\n');
+    expect(md[0]).toBe('| policy | budget | niah @ 1024 | passkey @ 1024 | footprint | KV allocated |');
+    expect(md[2]).toBe('| full | — | 100% (2) | 100% (2) | 1.00 | 1 KiB |');
+    // random at 1/2: one of two cases failed (score 0), footprint from the case that ran.
+    expect(md[3]).toBe('| random | 1/2 | 0% (2, 1 failed) | 0% (2, 1 failed) | 0.60 | 1 KiB |');
+    expect(md[4]).toBe('| streaming | 1/8 | 0% (2) | 50% (2) | 0.20 | 1 KiB |');
+    expect(md).toContain('- m / passkey @ 1024 tokens (node): streaming 0.350');
+    expect(md).toContain('- m / niah @ 1024 tokens (node): below 90% of full at every budget');
   });
 });

@@ -97,6 +97,11 @@ export function rowsHeadsPerInvocation(nH: number, nKV: number, max = ATTENTION_
   return 1;
 }
 
+/** Whether attentionOps' 'auto' mode runs the ROWS kernel for every step (then `part` is never read). */
+export function attentionByRows(gpu: Gpu, hd: number): boolean {
+  return gpu.cpuAdapter && hd % 4 === 0;
+}
+
 /** Chooses the key-axis split for attention over at most `maxKeys` entries. */
 export function attentionSplit(maxKeys: number): { splits: number; keysPerSplit: number } {
   const tiles = Math.max(1, Math.ceil(maxKeys / STEP_KEYS_PER_TILE));
@@ -181,7 +186,7 @@ export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers,
     'attention.params',
   );
   const scores = !!mass;
-  const rowsOk = shape.hd % 4 === 0 && (mode === 'rows' || (mode === 'auto' && gpu.cpuAdapter));
+  const rowsOk = mode === 'rows' ? shape.hd % 4 === 0 : mode === 'auto' && attentionByRows(gpu, shape.hd);
   if (rowsOk) {
     const gh = headsPerInvocation ?? rowsHeadsPerInvocation(shape.nH, shape.nKV);
     if (!Number.isInteger(gh) || gh < 1 || (shape.nH / shape.nKV) % gh !== 0) {
