@@ -3,10 +3,12 @@
 // packed two per u32, low half first). Both operands are K-contiguous, so a "chunk" of CH
 // consecutive k is one vec4 load from each (vector path) or one scalar / u32 load otherwise.
 //
-// Register tiling without workgroup memory: each invocation computes a 4 (m) x 4 (n) tile,
-// loading 4 X chunks and 4 W chunks per step (a 4x reuse of every load) and accumulating outer
-// products with vec4 FMAs over n (one FMA per multiply-add; a dot-product form needs ~2x the ops). No barriers: on SwiftShader they dominate; on GPUs the per-workgroup 16 x 64
-// footprint is served by L1/L2. Accumulation is f32.
+// Register tiling without workgroup memory: each invocation computes a TM (m) x TN (n) tile,
+// loading TM X chunks and TN W chunks per step (each W chunk used TM times, each X chunk TN
+// times) and accumulating outer products with vec4 FMAs over n (one FMA per multiply-add; a
+// dot-product form needs ~2x the ops). No barriers: on SwiftShader they dominate; on GPUs the
+// per-workgroup footprint is served by L1/L2. Accumulation is f32, and each output's sum runs
+// over the chunks in the same order whatever the tile, so both tiles give identical results.
 
 struct Params {
   n: u32,      // output features (rows of W)
@@ -131,91 +133,21 @@ fn store_row(m: u32, n0: u32, v: vec4<f32>) {
   }
 }
 
-// A workgroup is 16 (n) x 4 (m) invocations = a 128 (n) x 32 (m) block of Y. Tile rows / columns
+// A workgroup is 16 (n) x 4 (m) invocations, each computing a TM (m) x TN (n) tile of Y: a
+// (16 TN) x (4 TM) block. TM = TN = 8 on GPUs; TM = 16, TN = 8 on CPU adapters, where every load is a
+// per-lane gather and a taller tile reuses each weight load more. The tile's lines are unrolled by the
+// host (${...} below): aI_H accumulates Y[m0 + I, n0 + 4H .. n0 + 4H + 3]. Tile rows / columns
 // past the end re-read the last one (no branch in the loop) and are dropped on store.
 @compute @workgroup_size(16, 4)
 fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
-  let n0 = (wid.x * 16u + l.x) * 8u;
-  let m0 = (wid.y * 4u + l.y) * 8u;
+  let n0 = (wid.x * 16u + l.x) * ${TN}u;
+  let m0 = (wid.y * 4u + l.y) * ${TM}u;
   if (n0 >= p.n || m0 >= p.rows) { return; }
   let ln = p.n - 1u;
   let lm = p.rows - 1u;
-  let w0 = n0 * KC;
-  let w1 = min(n0 + 1u, ln) * KC;
-  let w2 = min(n0 + 2u, ln) * KC;
-  let w3 = min(n0 + 3u, ln) * KC;
-  let w4 = min(n0 + 4u, ln) * KC;
-  let w5 = min(n0 + 5u, ln) * KC;
-  let w6 = min(n0 + 6u, ln) * KC;
-  let w7 = min(n0 + 7u, ln) * KC;
-  let x0 = p.x_off + m0 * K;
-  let x1 = p.x_off + min(m0 + 1u, lm) * K;
-  let x2 = p.x_off + min(m0 + 2u, lm) * K;
-  let x3 = p.x_off + min(m0 + 3u, lm) * K;
-  let x4 = p.x_off + min(m0 + 4u, lm) * K;
-  let x5 = p.x_off + min(m0 + 5u, lm) * K;
-  let x6 = p.x_off + min(m0 + 6u, lm) * K;
-  let x7 = p.x_off + min(m0 + 7u, lm) * K;
-  // aI_H accumulates Y[m0 + I, n0 + 4H .. n0 + 4H + 3].
-  var a0_0 = vec4<f32>(0.0);
-  var a0_1 = vec4<f32>(0.0);
-  var a1_0 = vec4<f32>(0.0);
-  var a1_1 = vec4<f32>(0.0);
-  var a2_0 = vec4<f32>(0.0);
-  var a2_1 = vec4<f32>(0.0);
-  var a3_0 = vec4<f32>(0.0);
-  var a3_1 = vec4<f32>(0.0);
-  var a4_0 = vec4<f32>(0.0);
-  var a4_1 = vec4<f32>(0.0);
-  var a5_0 = vec4<f32>(0.0);
-  var a5_1 = vec4<f32>(0.0);
-  var a6_0 = vec4<f32>(0.0);
-  var a6_1 = vec4<f32>(0.0);
-  var a7_0 = vec4<f32>(0.0);
-  var a7_1 = vec4<f32>(0.0);
+${SETUP}
   for (var c = 0u; c < KC; c++) {
-    let t0 = cols(wload(w0 + c), wload(w1 + c), wload(w2 + c), wload(w3 + c));
-    let t1 = cols(wload(w4 + c), wload(w5 + c), wload(w6 + c), wload(w7 + c));
-    let e = c * CH;
-    let y0 = xload(x0 + e);
-    a0_0 = mac_row(a0_0, y0, t0);
-    a0_1 = mac_row(a0_1, y0, t1);
-    let y1 = xload(x1 + e);
-    a1_0 = mac_row(a1_0, y1, t0);
-    a1_1 = mac_row(a1_1, y1, t1);
-    let y2 = xload(x2 + e);
-    a2_0 = mac_row(a2_0, y2, t0);
-    a2_1 = mac_row(a2_1, y2, t1);
-    let y3 = xload(x3 + e);
-    a3_0 = mac_row(a3_0, y3, t0);
-    a3_1 = mac_row(a3_1, y3, t1);
-    let y4 = xload(x4 + e);
-    a4_0 = mac_row(a4_0, y4, t0);
-    a4_1 = mac_row(a4_1, y4, t1);
-    let y5 = xload(x5 + e);
-    a5_0 = mac_row(a5_0, y5, t0);
-    a5_1 = mac_row(a5_1, y5, t1);
-    let y6 = xload(x6 + e);
-    a6_0 = mac_row(a6_0, y6, t0);
-    a6_1 = mac_row(a6_1, y6, t1);
-    let y7 = xload(x7 + e);
-    a7_0 = mac_row(a7_0, y7, t0);
-    a7_1 = mac_row(a7_1, y7, t1);
+${INNER}
   }
-  store_row(m0, n0, a0_0);
-  store_row(m0, n0 + 4u, a0_1);
-  store_row(m0 + 1u, n0, a1_0);
-  store_row(m0 + 1u, n0 + 4u, a1_1);
-  store_row(m0 + 2u, n0, a2_0);
-  store_row(m0 + 2u, n0 + 4u, a2_1);
-  store_row(m0 + 3u, n0, a3_0);
-  store_row(m0 + 3u, n0 + 4u, a3_1);
-  store_row(m0 + 4u, n0, a4_0);
-  store_row(m0 + 4u, n0 + 4u, a4_1);
-  store_row(m0 + 5u, n0, a5_0);
-  store_row(m0 + 5u, n0 + 4u, a5_1);
-  store_row(m0 + 6u, n0, a6_0);
-  store_row(m0 + 6u, n0 + 4u, a6_1);
-  store_row(m0 + 7u, n0, a7_0);
-  store_row(m0 + 7u, n0 + 4u, a7_1);
+${STORE}
 }

@@ -69,12 +69,14 @@ interface Case {
   yOffset?: number;
   schedule?: MatvecSchedule;
   gpuOverride?: (gpu: Gpu) => Gpu;
+  /** 'gpu': the kernel variants GPUs get (gemm: 8 x 8 tiles instead of SwiftShader's 16 x 8). */
+  kernels?: 'auto' | 'gpu';
 }
 
 const SENTINEL = -12345;
 
 async function runCase(c: Case, seed: number): Promise<void> {
-  const base = await testGpu();
+  const base = await testGpu(c.kernels);
   const gpu = c.gpuOverride ? c.gpuOverride(base) : base;
   const r = rng(seed);
   const { N, K } = c;
@@ -190,17 +192,21 @@ describe('matvec', () => {
 
 describe('gemm', () => {
   let seed = 1000;
+  // Both tile sizes: 16 x 8 (CPU adapters, what SwiftShader picks) and 8 x 8 (GPUs).
+  for (const kernels of ['auto', 'gpu'] as const)
   for (const dtype of ['f32', 'f16', 'bf16'] as WeightDType[]) {
-    it(`${dtype}: rows 1, 7, 64; odd N; K=200 and 576; bias / accumulate`, async () => {
-      await runCase({ dtype, N: 97, K: 200, rows: 1 }, seed++);
-      await runCase({ dtype, N: 97, K: 200, rows: 7, bias: true }, seed++);
-      await runCase({ dtype, N: 97, K: 200, rows: 64, accumulate: true }, seed++);
-      await runCase({ dtype, N: 67, K: 576, rows: 7, bias: true, accumulate: true }, seed++);
+    it(`${dtype} (${kernels} kernels): rows 1, 7, 64, 150; odd N; K=200 and 576; bias / accumulate`, async () => {
+      await runCase({ dtype, kernels, N: 97, K: 200, rows: 1 }, seed++);
+      await runCase({ dtype, kernels, N: 97, K: 200, rows: 7, bias: true }, seed++);
+      await runCase({ dtype, kernels, N: 97, K: 200, rows: 64, accumulate: true }, seed++);
+      await runCase({ dtype, kernels, N: 67, K: 576, rows: 7, bias: true, accumulate: true }, seed++);
+      // Several workgroups in both directions (16 x 8 tiles: 128 columns x 64 rows per workgroup).
+      await runCase({ dtype, kernels, N: 300, K: 64, rows: 150, bias: true }, seed++);
     });
-    it(`${dtype}: offsets and scalar-path K`, async () => {
-      await runCase({ dtype, N: 45, K: 576, rows: 5, xOffset: 12, yOffset: 7 }, seed++);
-      await runCase({ dtype, N: 45, K: 200, rows: 9, xOffset: 1, yOffset: 2, bias: true }, seed++);
-      await runCase({ dtype, N: 19, K: dtype === 'f32' ? 37 : 38, rows: 17, accumulate: true }, seed++);
+    it(`${dtype} (${kernels} kernels): offsets and scalar-path K`, async () => {
+      await runCase({ dtype, kernels, N: 45, K: 576, rows: 5, xOffset: 12, yOffset: 7 }, seed++);
+      await runCase({ dtype, kernels, N: 45, K: 200, rows: 9, xOffset: 1, yOffset: 2, bias: true }, seed++);
+      await runCase({ dtype, kernels, N: 19, K: dtype === 'f32' ? 37 : 38, rows: 17, accumulate: true }, seed++);
     });
   }
   it('rejects a row count outside [1, maxRows]', async () => {
