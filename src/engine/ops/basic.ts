@@ -36,8 +36,9 @@ export const ATTENTION_ROWS_MAX_HEADS = 4;
 /**
  * The ROWS attention kernel's per-(head, dimension) lines for `gh` query heads per invocation,
  * unrolled over head_dim / 4: on CPU back ends a private array indexed in a loop lives in
- * per-lane memory, separate locals stay in registers (2x faster on SwiftShader). With `scores`
- * the raw scores and each head's (max, sum) are written too.
+ * per-lane memory, separate locals stay in registers (2x faster on SwiftShader). DOT scores a
+ * key for every head (NEG when masked), UPDATE folds it and its value into each head's online
+ * softmax. With `scores` the raw scores and each head's (max, sum) are written too.
  */
 function unrolledRows(hd4: number, gh: number, scores: boolean): Record<string, string | number> {
   const ds = Array.from({ length: hd4 }, (_, d) => d);
@@ -50,31 +51,19 @@ function unrolledRows(hd4: number, gh: number, scores: boolean): Record<string, 
     GH: gh,
     QLOAD: eachD((g, d) => `  let q${g}_${d} = qkv[qb + ${g * hd4 + d}u];`),
     ACCDECL: eachD((g, d) => `  var a${g}_${d} = vec4<f32>(0.0);`) + '\n' + each((g) => `  var m${g} = NEG;\n  var l${g} = 0.0;`),
-    BMAXDECL: each((g) => `    var bmax${g} = NEG;`),
-    SDECL: each((g) => `      var s${g} = NEG;`),
     DOT:
-      ds.map((d) => `        let k${d} = kc[kb + ${d}u];`).join('\n') +
+      ds.map((d) => `    let k${d} = kc[kb + ${d}u];`).join('\n') +
       '\n' +
-      each((g) => `        var dot${g} = vec4<f32>(0.0);\n` + ds.map((d) => `        dot${g} += q${g}_${d} * k${d};`).join('\n') + `\n        s${g} = (dot${g}.x + dot${g}.y + dot${g}.z + dot${g}.w) * p.scale;`),
-    SKEEP: each(
-      (g) =>
-        (scores ? `      scores[p.scoreBase + ${row(g)} * p.capacity + j] = s${g};\n` : '') +
-        `      sb[i * GH + ${g}u] = s${g};\n      bmax${g} = max(bmax${g}, s${g});`,
-    ),
-    RESCALE: each(
-      (g) =>
-        `    var mn${g} = m${g};\n    if (bmax${g} > -1.0e29) {\n      mn${g} = max(m${g}, bmax${g});\n      let alpha${g} = exp(m${g} - mn${g});\n      l${g} *= alpha${g};\n` +
-        ds.map((d) => `      a${g}_${d} *= alpha${g};`).join('\n') +
-        '\n    }',
-    ),
-    ANYVIS: gs.map((g) => `bmax${g} > -1.0e29`).join(' || '),
-    SLOAD: each((g) => `        let s${g} = sb[i * GH + ${g}u];`),
-    KEYVIS: gs.map((g) => `s${g} > -1.0e29`).join(' || '),
-    ACCUM:
-      ds.map((d) => `          let v${d} = vc[vb + ${d}u];`).join('\n') +
+      each((g) => `    var dot${g} = vec4<f32>(0.0);\n` + ds.map((d) => `    dot${g} += q${g}_${d} * k${d};`).join('\n') + `\n    let s${g} = select(NEG, (dot${g}.x + dot${g}.y + dot${g}.z + dot${g}.w) * p.scale, vis);`),
+    UPDATE:
+      ds.map((d) => `    let v${d} = vc[kb + ${d}u];`).join('\n') +
       '\n' +
-      each((g) => `          if (s${g} > -1.0e29) {\n            let w${g} = exp(s${g} - mn${g});\n            l${g} += w${g};\n` + ds.map((d) => `            a${g}_${d} += w${g} * v${d};`).join('\n') + '\n          }'),
-    MSET: each((g) => `    m${g} = mn${g};`),
+      each(
+        (g) =>
+          `    let mn${g} = max(m${g}, s${g});\n    let alpha${g} = exp(m${g} - mn${g});\n    let w${g} = select(0.0, exp(s${g} - mn${g}), vis);\n    m${g} = mn${g};\n    l${g} = l${g} * alpha${g} + w${g};\n` +
+          ds.map((d) => `    a${g}_${d} = a${g}_${d} * alpha${g} + w${g} * v${d};`).join('\n'),
+      ),
+    SKEEP: scores ? each((g) => `    scores[p.scoreBase + ${row(g)} * p.capacity + j] = s${g};`) : '',
     STORE: each(
       (g) =>
         ds.map((d) => `  outp[${row(g)} * HD4 + ${d}u] = a${g}_${d} / l${g};`).join('\n') +
@@ -174,7 +163,7 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
  * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis over many
  * workgroups (`part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats), which fills a GPU;
  * ROWS gives each query row one invocation walking all its keys (few invocations, no barriers),
- * which is 5-12x faster on CPU adapters (SwiftShader) and is what 'auto' picks there. `mode`
+ * which is 10-20x faster on CPU adapters (SwiftShader) and is what 'auto' picks there. `mode`
  * forces one; ROWS needs head_dim % 4 == 0, else the split kernel serves every step.
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
