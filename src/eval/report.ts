@@ -117,25 +117,33 @@ const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 /**
  * One Markdown table for notes and READMEs: a row per (policy, budget) and per back end, a
- * column per task (score with its number of cases), then the footprint and KV bytes averaged
- * over the tasks; under it each task's critical footprint per policy.
+ * column per task (and model, when there are several; score with its number of cases), then
+ * the footprint and KV bytes averaged over the tasks; under it each task's critical footprint
+ * per policy.
  */
 export function toMarkdown(groups: readonly GroupSummary[]): string {
-  const tasks = [...new Set(groups.map((g) => `${g.taskLabel} @ ${g.contextLength}`))];
-  const rows = new Map<string, { label: string; fraction: number; backend: string; byTask: Map<string, Cell> }>();
+  const models = new Set(groups.map((g) => g.model));
+  const taskKey = (g: GroupSummary) => `${models.size > 1 ? `${g.model} / ` : ''}${g.taskLabel} @ ${g.contextLength}`;
+  const tasks = [...new Set(groups.map(taskKey))];
+  const rows = new Map<string, { label: string; full: boolean; fraction: number; backend: string; byTask: Map<string, Cell> }>();
   for (const g of groups) {
     for (const c of g.cells) {
       const key = `${c.backend}|${c.policyLabel}|${c.budgetFraction}`;
       let row = rows.get(key);
-      if (!row) rows.set(key, (row = { label: c.policyLabel, fraction: c.budgetFraction, backend: c.backend, byTask: new Map() }));
-      row.byTask.set(`${g.taskLabel} @ ${g.contextLength}`, c);
+      if (!row) rows.set(key, (row = { label: c.policyLabel, full: c.policy === 'full', fraction: c.budgetFraction, backend: c.backend, byTask: new Map() }));
+      row.byTask.set(taskKey(g), c);
     }
   }
   const backends = new Set([...rows.values()].map((r) => r.backend));
-  const order = [...rows.values()].sort((a, b) => a.backend.localeCompare(b.backend) || +(b.label === 'full') - +(a.label === 'full') || a.label.localeCompare(b.label) || a.fraction - b.fraction);
-  const fractionText = (f: number) => (f === 1 ? '—' : Number.isInteger(1 / f) ? `1/${1 / f}` : String(f));
+  const order = [...rows.values()].sort((a, b) => a.backend.localeCompare(b.backend) || +b.full - +a.full || a.label.localeCompare(b.label) || a.fraction - b.fraction);
+  const fractionText = (full: boolean, f: number) => {
+    if (full) return '—';
+    const inv = Math.round(1 / f);
+    return Math.abs(1 / f - inv) < 1e-9 ? `1/${inv}` : String(Number(f.toPrecision(4)));
+  };
+  const cellText = (s: string) => s.replace(/\|/g, '\\|');
   const head = ['policy', 'budget', ...(backends.size > 1 ? ['back end'] : []), ...tasks, 'footprint', 'KV allocated'];
-  const lines = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
+  const lines = [`| ${head.map(cellText).join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`];
   for (const r of order) {
     const cells = [...r.byTask.values()];
     const fp = mean(cells.map((c) => c.footprint).filter((x): x is number => x !== null));
@@ -144,7 +152,8 @@ export function toMarkdown(groups: readonly GroupSummary[]): string {
       const c = r.byTask.get(t);
       return c ? `${pct(c.score)} (${c.n}${c.errors ? `, ${c.errors} failed` : ''})` : '';
     });
-    lines.push(`| ${[r.label, fractionText(r.fraction), ...(backends.size > 1 ? [r.backend] : []), ...taskCols, fp === null ? '—' : fp.toFixed(2), kv === null ? '—' : `${(kv / 1024).toFixed(0)} KiB`].join(' | ')} |`);
+    const cols = [cellText(r.label), fractionText(r.full, r.fraction), ...(backends.size > 1 ? [r.backend] : []), ...taskCols, fp === null ? '—' : fp.toFixed(2), kv === null ? '—' : `${(kv / 1024).toFixed(0)} KiB`];
+    lines.push(`| ${cols.join(' | ')} |`);
   }
   lines.push('', 'Critical footprint (smallest mean footprint keeping >= 90% of the full-cache score):', '');
   for (const g of groups) {

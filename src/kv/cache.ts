@@ -49,7 +49,7 @@ export function kvCacheBytes(shape: Pick<CacheShape, 'numLayers' | 'numKvHeads' 
  * Invocations per selection workgroup (one workgroup per KV head, or per layer with AdaKV):
  * 256 on GPUs; 8 on CPU adapters, where every barrier of the threshold search switches
  * through all of a workgroup's invocations (SwiftShader: select 11x, in-place compaction 3x
- * faster than with 256).
+ * faster than with 256). Both must be powers of two (the reductions halve them) and <= 256.
  */
 export const SELECT_WG_GPU = 256;
 export const SELECT_WG_CPU = 8;

@@ -80,5 +80,10 @@ describe('eval report', () => {
     expect(md[4]).toBe('| streaming | 1/8 | 0% (2) | 50% (2) | 0.20 | 1 KiB |');
     expect(md).toContain('- m / passkey @ 1024 tokens (node): streaming 0.350');
     expect(md).toContain('- m / niah @ 1024 tokens (node): below 90% of full at every budget');
+    // Two models: one column per (model, task), never one model's cell over the other's.
+    const other = results.map((r) => ({ ...r, id: r.id.replace(/^m\//, 'm2/'), model: 'm2', score: 0 }));
+    const two = toMarkdown(aggregate([...results, ...other])).split('\n');
+    expect(two[0]).toBe('| policy | budget | m / passkey @ 1024 | m2 / passkey @ 1024 | footprint | KV allocated |');
+    expect(two[2]).toBe('| full | — | 100% (2) | 0% (2) | 1.00 | 1 KiB |');
   });
 });

@@ -162,9 +162,10 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
 /**
  * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis over many
  * workgroups (`part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats), which fills a GPU;
- * ROWS gives each query row one invocation walking all its keys (few invocations, no barriers),
- * which is 10-20x faster on CPU adapters (SwiftShader) and is what 'auto' picks there. `mode`
- * forces one; ROWS needs head_dim % 4 == 0, else the split kernel serves every step.
+ * ROWS gives each query row (and up to 4 query heads of one KV group) one invocation walking all
+ * its keys (few invocations, no barriers), which is 10-20x faster on CPU adapters (SwiftShader)
+ * and is what 'auto' picks there. `mode` forces one; ROWS needs head_dim % 4 == 0, else the
+ * split kernel serves every step. `headsPerInvocation` overrides ROWS' heads per invocation.
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the
  * softmax (max, sum) are also written for the attention-mass pass.
  */
