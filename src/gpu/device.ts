@@ -58,7 +58,8 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /**
    * Which kernel variants to run where a kernel has a CPU-friendly one (row-per-invocation
-   * attention and RMSNorm, narrow cache-selection workgroups): 'auto' (default) by adapter,
+   * attention and RMSNorm, the 'rows' matvec schedule, 16 x 8 GEMM tiles, narrow cache-selection
+   * workgroups): 'auto' (default) by adapter,
    * 'cpu' or 'gpu' to force one set (tests run the GPU set on SwiftShader this way).
    */
   kernels?: 'auto' | 'cpu' | 'gpu';

@@ -103,11 +103,9 @@ export function uploadWeight(gpu: Gpu, dtype: WeightDType, rows: number, cols: n
   return { buffer, dtype, rows, cols };
 }
 
-/** The schedule this adapter runs best: 'rows' on SwiftShader (barriers are costly on a CPU), 'coop' on GPUs. */
+/** The schedule this adapter runs best: 'rows' on CPU adapters (barriers are costly on a CPU), 'coop' on GPUs. */
 export function matvecScheduleFor(gpu: Gpu): MatvecSchedule {
-  const info = gpu.adapterInfo;
-  const cpu = info.architecture === 'swiftshader' || /swiftshader/i.test(info.description ?? '');
-  return cpu ? 'rows' : 'coop';
+  return gpu.cpuAdapter ? 'rows' : 'coop';
 }
 
 interface Variant {
