@@ -59,13 +59,30 @@ def rope_pair_dims(fs):
     return [f for f in fs] + [f + HD // 2 for f in fs]
 
 
+N0, NW = 232, 20  # --var-track: N, the name's first token carried to an assignment's "." (20 dims)
+F0, FW = 252, 4  # --var-track: the "is '.'" flag, set in the "." embedding only
+
+
+def _vocab_ids():
+    """Token ids the variable-tracking circuit reads, from the bundled tokenizer's vocabulary."""
+    import json
+    path = os.path.join(HERE, "..", "models", "kvscope-tiny", "hf", "tokenizer.json")
+    v = json.load(open(path))["model"]["vocab"]
+    up = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return ((v["\u0120VAR"], v["VAR"]), v["."], [v[str(d)] for d in range(10)], [v[ch] for ch in up],
+            [v["\u0120" + ch] for ch in up], v["\u0120are"])
+
+
+# " VAR" / "VAR" (at a line start), ".", digits, letters, space + letter (names are " X" "O" "L")
+VAR_IDS, DOT_ID, DIGIT_IDS, LETTER_IDS, SPACE_LETTER_IDS, ARE_ID = _vocab_ids()
 P3 = 200  # --long-match: R0 e(token at t-3), 16 dims
 P4 = 216  # --long-match: R0 e(token at t-4), 16 dims
 PW = 16
 
 
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
-          long_match=False, split=(3, 3, 3, 7), long_gain=1.0):
+          long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
+          vt_flag=20.0, vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0):
     cfg = LlamaConfig(rope_theta=theta)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -83,6 +100,10 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     E = sd["embed_tokens.weight"]
     V = E.shape[0]
     emb_T = torch.randn(V, T1 - T0, generator=g)
+    if var_track:
+        # equal norms: a token whose row happens to be long gets a smaller normalised C, so a weaker
+        # distance kernel in layer 0, and its previous-token copy failed ("B" lost to " is")
+        emb_T = emb_T / emb_T.norm(dim=1, keepdim=True) * math.sqrt(T1 - T0)
     setp("embed_tokens.weight", (slice(None), slice(T0, T1)), emb_T)
     setp("embed_tokens.weight", (slice(None), slice(C0, C1)), torch.full((V, C1 - C0), c))
     setp("embed_tokens.weight", (slice(None), slice(P1, 200)), torch.zeros(V, 200 - P1))
@@ -198,11 +219,211 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         Wo = torch.zeros(256, HD)
         Wo[T0:T1, :] = R.t() * copy_gain * (long_gain if (h == 4 and long_match) else 1.0)
         setp(L1 + "o_proj.weight", (slice(None), slice(h * HD, (h + 1) * HD)), Wo)
+    if var_track:
+        var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
+                          vt_carry, vt_match, vt_flag, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
         model.norm.weight.fill_(out_scale)
     return model, cfg, pin
+
+
+def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
+                      carry_scale, match_scale, flag_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0):
+    """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
+    " X" "O" "L"), added on top of the --long-match copy circuit:
+      layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
+        8-10 back whose previous token is " VAR" (the assigned name's first token; the kernel's
+        peak covers distance 10 in `VAR X O L = _ 1 2 3 4 5 .` and 8 in `VAR A B C = VAR X O L .`,
+        and it is low at 3, the source name) and write its identity into N (dims 232-251);
+      layer 1, query head 2 (KV head 0, slow dims): one-token induction anchored at " VAR":
+        position j scores high when token j-1 equals token t and token j-2 is " VAR", so after a
+        name's first token the name's second token follows;
+      layer 2, KV head 0: keys at every position = [tokens j-1, j-2, j-3 (P1, P2, P3)] + the "."
+        flag; values = N. Query head 0 (value lookup) matches tokens t-2, t-3, t-4 (the value's
+        last three digits before " are:") to j-1, j-2, j-3; query head 1 (chain lookup) matches
+        tokens t-1, t-2 (the previous name's first two tokens, at its last token) to j-2, j-3.
+        Both copy N of the "." they find into the token dims: the next name's first token.
+    """
+    sd = dict(model.named_parameters())
+    HDh = HD // 2
+    emb = sd["embed_tokens.weight"]
+    E_T = emb[:, T0:T1].detach().clone()
+    # the "." flag: only in the "." embedding (its RMSNorm scale hardly moves)
+    fv = 2.0
+    setp("embed_tokens.weight", (slice(None), slice(N0, F0 + FW)), torch.zeros(emb.shape[0], F0 + FW - N0))
+    setp("embed_tokens.weight", (DOT_ID, slice(F0, F0 + 2)), torch.full((2,), fv))
+    # BOS (id 0, first in every row) is the lookups' sink: flag dims F2-F3 mark it (the "." uses F0-F1),
+    # and its token dims lose their R1 part, so what a copy head reads there is ~0
+    setp("embed_tokens.weight", (DOT_ID, slice(F0 + 2, F0 + 4)), torch.zeros(2))
+    setp("embed_tokens.weight", (0, slice(F0 + 2, F0 + 4)), torch.full((2,), fv))
+    e0 = E_T[0] - R1.t() @ (R1 @ E_T[0])
+    setp("embed_tokens.weight", (0, slice(T0, T1)), e0)
+    E_T[0] = e0
+    # nothing in layers 0-1 writes N / the flag except the carry head
+    for L in (0, 1):
+        pre = f"layers.{L}."
+        setp(pre + "self_attn.o_proj.weight", (slice(N0, F0 + FW), slice(None)), torch.zeros(F0 + FW - N0, 8 * HD))
+        setp(pre + "mlp.down_proj.weight", (slice(N0, F0 + FW), slice(None)),
+             torch.zeros(F0 + FW - N0, model.config.intermediate_size))
+    L1 = "layers.1.self_attn."
+    # --- layer 1, query head 1: carry the assigned name's first token to the "." ---
+    w = torch.tensor([0.08, 0.174, 0.132, 0.191, 0.168, 0.105, 0.147, 0.001])  # from a search: peak
+    delta = 9.194  # at 8-10 is >= 0.93, elsewhere in 0-5 and 13-2047 <= 0.69 (of 1.0)
+    v_vars = [R0 @ E_T[i] for i in VAR_IDS]  # P1 of the token after " VAR" / "VAR"
+    kk = torch.zeros(HD, 256)
+    for i, f in enumerate(fast):
+        for v_var in v_vars:  # ~1 where the previous token is " VAR" or "VAR"
+            kk[f, P1:P1 + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
+    Wk = sd[L1 + "k_proj.weight"].detach()[0:HD].clone()
+    for f in fast:
+        Wk[f] = kk[f] * rms1
+        Wk[f + HDh] = 0.0
+    setp(L1 + "k_proj.weight", (slice(0, HD), slice(None)), Wk)
+    cn1 = c / rms1  # normalised C value at layer 1
+    qv = torch.zeros(HD)
+    for i, f in enumerate(fast):
+        a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
+        qv[f] = a * math.cos(inv[f] * delta)
+        qv[f + HDh] = -a * math.sin(inv[f] * delta)
+    Wq = torch.zeros(HD, 256)
+    Wq[:, C0:C1] = qv[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
+    setp(L1 + "q_proj.weight", (slice(HD, 2 * HD), slice(None)), Wq)
+    # N = Qn R1 e(name): the 20 directions of R1's space that keep most of the 26 first-letter
+    # tokens (" A" .. " Z"), so N tells those apart almost losslessly
+    _, _, vh = torch.linalg.svd(torch.stack([R1 @ E_T[i] for i in SPACE_LETTER_IDS]), full_matrices=False)
+    Qn = vh[:NW].clone()
+    Wo = torch.zeros(256, HD)
+    Wo[N0:N0 + NW, :] = Qn
+    setp(L1 + "o_proj.weight", (slice(None), slice(HD, 2 * HD)), Wo)
+    # --- layer 1, query head 2: VAR-anchored one-token induction (keys [A P1; B P2] of KV head 0) ---
+    match1 = 30.0
+    lam = math.sqrt(match1 * math.sqrt(HD) / (8 + 8))
+    Wq = torch.zeros(HD, 256)
+    Wq[sd_slow[:8], T0:T1] = (A @ R0) * lam
+    bv = sum(B @ v for v in v_vars) * lam  # what B P2(j) is when token j-2 is " VAR" (or "VAR")
+    Wq[sd_slow[8:], C0:C1] = bv[:, None].expand(8, C1 - C0) / ((C1 - C0) * cn1) / rms1
+    setp(L1 + "q_proj.weight", (slice(2 * HD, 3 * HD), slice(None)), Wq * rms1)
+    Wo = torch.zeros(256, HD)
+    Wo[T0:T1, :] = R1.t() * copy_gain * anchor_gain
+    setp(L1 + "o_proj.weight", (slice(None), slice(2 * HD, 3 * HD)), Wo)
+    # --- layer 2: lookups (KV head 0: value lookup; KV head 1: chain lookup) ---
+    rms2, rms2_dot, rms2_bos = layer_input_rms(model, 2, calib)  # queries, "." keys, the BOS key
+    L2 = "layers.2.self_attn."
+    dig = [R0 @ E_T[i] for i in DIGIT_IDS]  # what P1 / P2 hold for a digit (R0 space, 32)
+    let = [R0 @ E_T[i] for i in LETTER_IDS]  # second / third letters of a name
+    slet = [R0 @ E_T[i] for i in SPACE_LETTER_IDS]  # first letters (" X")
+
+    def aligned(vs, n):
+        """n orthonormal rows spanning most of the vectors' energy (their top right singular vectors)."""
+        _, _, vh = torch.linalg.svd(torch.stack(vs), full_matrices=False)
+        return vh[:n].clone()
+
+    def coded(vs, n, others, ridge):
+        """An n x dim map sending each of the vectors vs to its own unit code (a random frame of
+        len(vs) unit vectors in n dims), ridge-regularised against the other tokens' vectors so that
+        they map to small codes: every match then scores the same, whichever token it is."""
+        X = torch.stack(vs, 1)  # dim x k
+        Y = torch.randn(n, X.shape[1], generator=g)
+        Y = Y / Y.norm(dim=0, keepdim=True)
+        O = torch.stack(others, 1)  # dim x m
+        # minimise |M X - Y|^2 + ridge |M O|^2 / m * k
+        A = X @ X.t() + ridge * (O @ O.t()) * X.shape[1] / O.shape[1]
+        return Y @ X.t() @ torch.linalg.inv(A)
+
+    def energy(D, vs):
+        return sum(float((D @ v).pow(2).sum()) for v in vs) / len(vs)
+
+    # Slow pair 15 (dims 15 and 31, the slowest) decides where a lookup may look, by sign rather
+    # than by level, so that it holds whatever a position's RMS (which the copy heads' writes swing
+    # by +-50%) does to every score of that key:
+    #   dim 31 (constant query): -G at every position (the C dims), back to -theta0 at a "." (its
+    #     flag), back to 0 at BOS (its flag), so a BOS key always scores exactly 0;
+    #   dim 15: +(theta0 - theta) at a ".", times a constant query (chain lookup) or a gate that is
+    #     ~1 only where token t-1 is " are" (value lookup).
+    # A "." then scores match - theta where the query is live (> 0 = beats BOS only on a near-full
+    # match) and everything else stays below BOS.
+    mrows = [d for d in sd_slow if d not in (15, 31)]
+    Qs = HD ** 0.25  # q . k / sqrt(HD) = product of the two unit readings
+    G, theta0 = 4 * match_scale, 2 * match_scale
+    cn2 = c / rms2
+    Wv = torch.zeros(HD, 256)
+    Wv[0:NW, N0:N0 + NW] = torch.eye(NW) * rms2_dot
+    sdig = [S @ v for v in dig]
+    sslet = [S @ v for v in slet]
+    coded_ids = set(DIGIT_IDS) | set(LETTER_IDS) | set(SPACE_LETTER_IDS)
+    rest = [R0 @ E_T[i] for i in range(6, E_T.shape[0], 7) if i not in coded_ids]  # a sample of the other tokens
+    srest = [S @ v for v in rest]
+    D1 = coded(dig, 7, rest, code_ridge)  # 7 x 32 on P1(j): token j-1 = t-2 (the value's last digit)
+    D2 = coded(sdig, 7, srest, code_ridge)  # 7 x 16 on S P2(j): token j-2 = t-3 (P3(t) = S R0 e)
+    Ea = coded(let, 7, rest, code_ridge)  # 7 x 32 on P2(j): token j-2 (second letter) = t-1
+    Eb = coded(sslet, 7, srest, code_ridge)  # 7 x 16 on P3(j): token j-3 (first letter) = t-2
+    v_are = R0 @ E_T[ARE_ID]
+    # (KV head, query head, [(query source, width, query map, key source, width, key map, match energy)],
+    #  the "." flag's query: None = constant, else a P1 direction that gates it)
+    heads = (
+        (0, 0, ((P2, HD, D1, P1, HD, D1, energy(D1, dig)),
+                (P3, PW, D2, P2, HD, D2 @ S, energy(D2, sdig))), v_are, bos[0]),
+        (1, 4, ((P1, HD, Ea, P2, HD, Ea, energy(Ea, let)),
+                (P2, HD, Eb @ S, P3, PW, Eb, energy(Eb, sslet))), None, bos[1]),
+    )
+    # readout: N of a first-letter token -> that token's embedding (least squares over the 26), scaled
+    # so the logit it adds matches a copy head's (copy_gain x |R1 e|^2 ~ copy_gain x 32)
+    X = torch.stack([Qn @ R1 @ E_T[i] for i in SPACE_LETTER_IDS], 1)  # 20 x 26
+    Y = torch.stack([E_T[i] for i in SPACE_LETTER_IDS], 1)  # 128 x 26
+    readout = Y @ torch.linalg.pinv(X) * copy_gain * HD / (T1 - T0)
+    for kv, qh, terms, gate, thr in heads:
+        theta = thr * match_scale
+        Wk = torch.zeros(HD, 256)
+        Wq = torch.zeros(HD, 256)
+        o = 0
+        for qs, qw, qm, ks, kw, km, en in terms:
+            n = qm.shape[0]
+            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))  # a full match scores match_scale
+            rows = mrows[o:o + n]
+            Wk[rows, ks:ks + kw] = km * lam * rms2_dot
+            Wq[rows, qs:qs + qw] = qm * lam * rms2
+            o += n
+        Wk[31, C0:C1] = -G * Qs / ((C1 - C0) * c) * rms2_dot
+        Wk[31, F0:F0 + 2] = (G - theta0) * Qs / (2 * fv) * rms2_dot
+        Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot * (C1 - C0) * c / ((C1 - C0) * c)
+        Wk[15, F0:F0 + 2] = (theta0 - theta) * Qs / (2 * fv) * rms2_dot
+        Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
+        if gate is None:
+            Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
+        else:  # the "." flag counts only where token t-1 is the cue word (" are")
+            Wq[15, P1:P1 + HD] = Qs * gate / gate.norm() ** 2 * rms2
+        setp(L2 + "k_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wk)
+        setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv)
+        setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
+        Wo = torch.zeros(256, HD)
+        Wo[T0:T1, 0:NW] = readout * gain
+        setp(L2 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
+
+
+@torch.no_grad()
+def layer_input_rms(model, layer, calib=None, n=8, T=512, seed=3):
+    """RMS of the residual stream entering `layer`, averaged over all positions, over "." positions
+    and at BOS: on the first n rows of a training data file (`calib`, JSON lines with `ids`; the copy
+    heads' writes make real text's residual larger than random tokens'), else on random tokens."""
+    if calib and os.path.exists(calib):
+        import json
+        rows = [json.loads(l)["ids"][:T] for _, l in zip(range(n), open(calib))]
+        T = min(len(r) for r in rows)
+        ids = torch.tensor([r[:T] for r in rows])
+    else:
+        gr = torch.Generator().manual_seed(seed)
+        ids = torch.randint(6, model.config.vocab_size, (n, T), generator=gr)
+        ids[:, 0] = 0
+    got = []
+    h = model.layers[layer].input_layernorm.register_forward_hook(
+        lambda m, inp, out: got.append(inp[0].pow(2).mean(-1).sqrt()))
+    model(ids)
+    h.remove()
+    r = got[0]
+    dots = ids == DOT_ID
+    return r.mean().item(), (r[dots].mean().item() if dots.any() else r.mean().item()), r[:, 0].mean().item()
 
 
 @torch.no_grad()
@@ -227,6 +448,25 @@ def copy_check(model, n=32, seg=(8, 48), row=256, seed=7, vocab=4096, first=6, p
     return sum(ce1) / n, sum(ce2) / n, sum(acc) / n
 
 
+@torch.no_grad()
+def vt_check(model, path, n=40):
+    """Teacher-forced argmax accuracy at each answer token of held-out variable-tracking rows
+    (`ids` = prompt + answer, `ans` = index of the answer's first token)."""
+    import json
+    rows = [json.loads(l) for l in open(path)][:n]
+    hits, exact = None, 0
+    for r in rows:
+        ids = r["ids"]
+        a = r["ans"]
+        lg = model(torch.tensor(ids[:-1])[None])[0]
+        pred = lg[a - 1:].argmax(-1)
+        tgt = torch.tensor(ids[a:])
+        ok = (pred == tgt).float()
+        hits = ok if hits is None else hits[:len(ok)] + ok[:len(hits)]
+        exact += int(ok.all())
+    return (hits / len(rows)).tolist(), exact / len(rows)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "runs", "mech", "init.pt"))
@@ -240,16 +480,37 @@ def main():
                     help="previous-token heads at distance 1-4 and a four-token induction head in place of the one-token one")
     ap.add_argument("--split", default="3,3,3,7", help="--long-match: slow dims per match term (sum 16)")
     ap.add_argument("--long-gain", type=float, default=1.0, help="--long-match: the four-token head's copy gain, relative")
+    ap.add_argument("--var-track", action="store_true",
+                    help="add the variable-tracking circuit (needs --long-match): name carry, VAR-anchored induction, value / chain lookups")
+    ap.add_argument("--vt-carry", type=float, default=60.0)
+    ap.add_argument("--vt-match", type=float, default=40.0)
+    ap.add_argument("--vt-flag", type=float, default=20.0)
+    ap.add_argument("--vt-gain", type=float, default=1.0)
+    ap.add_argument("--vt-bos", default="0.6,0.6",
+                    help="value lookup, chain lookup: a \".\" beats the BOS sink when its match exceeds this fraction of a full one")
+    ap.add_argument("--vt-ridge", type=float, default=1.0, help="the lookups' token codes: weight of keeping other tokens' codes small")
+    ap.add_argument("--vt-anchor-gain", type=float, default=1.0, help="the VAR-anchored induction head's copy gain, relative")
+    ap.add_argument("--vt-calib", default=os.path.join(HERE, "data", "train-512.jsonl"),
+                    help="training rows whose layer-2 input RMS sets the lookups' scale (random tokens if missing)")
+    ap.add_argument("--vt-data", default=os.path.join(HERE, "data", "eval-vartrack-1024.jsonl"),
+                    help="--check: held-out variable-tracking rows for the teacher-forced check")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
-                            long_gain=args.long_gain)
+                            long_gain=args.long_gain, var_track=args.var_track, vt_carry=args.vt_carry,
+                            vt_match=args.vt_match, vt_flag=args.vt_flag, vt_gain=args.vt_gain,
+                            vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
+                            vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "
               f"second-copy argmax accuracy {acc:.3f}")
+        if args.var_track and os.path.exists(args.vt_data):
+            per, exact = vt_check(model, args.vt_data)
+            print("variable tracking, teacher-forced argmax per answer token: " + " ".join(f"{a:.2f}" for a in per)
+                  + f"; all answer tokens right: {exact:.2f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save({"model": model.state_dict(), "step": 0, "seconds": 0.0, "config": cfg.to_dict(), "pin": pin,
                 "mech_init": vars(args)}, args.out)
