@@ -91,6 +91,32 @@ function rate(bytes: number, t: Timing): string {
   return `${fmt(wall)} GB/s  ratio ${fmt(wall / copyRate.wall, 3)}  (by CPU time ${fmt(cpu / copyRate.cpu, 3)})`;
 }
 
+// ---- ALU probe: the adapter's multiply-add peak, with no memory traffic ----
+// Each invocation runs 8 independent vec4 FMA chains for ALU_ITERS steps (2 FLOP per lane-FMA); the
+// prefill GEMMs below are reported as a share of it, which says how far a kernel change could go.
+const ALU_ITERS = 1024;
+const ALU_INVOCATIONS = 4096;
+const aluOut = gpu.storage(ALU_INVOCATIONS * 16, 'alu.out');
+const aluChains = Array.from({ length: 8 }, (_, i) => i);
+const aluCode = `
+@group(0) @binding(0) var<storage, read_write> y: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let a = vec4<f32>(f32(g.x) * 1e-6);
+  ${aluChains.map((i) => `var a${i} = a + ${i}.0;`).join(' ')}
+  let b = vec4<f32>(0.999);
+  let c = vec4<f32>(0.001);
+  for (var i = 0u; i < ${ALU_ITERS}u; i++) {
+    ${aluChains.map((i) => `a${i} = fma(a${i}, b, c);`).join(' ')}
+  }
+  y[g.x] = ${aluChains.map((i) => `a${i}`).join(' + ')};
+}`;
+const aluOp = gpu.op(aluCode, [aluOut], gpu.grid(ALU_INVOCATIONS / 64), 'alu probe');
+const aluT = await timeOps([aluOp]);
+const aluFlop = ALU_INVOCATIONS * ALU_ITERS * aluChains.length * 4 * 2;
+const aluPeak = aluFlop / aluT.wall / 1e9;
+console.log(`alu probe: ${fmt(aluPeak)} GFLOP/s wall, ${fmt(aluFlop / aluT.cpu / 1e9)} GFLOP/CPU-s (vec4 FMA chains, no memory traffic)`);
+
 // ---- matvec per shape ----
 const shapes: [number, number][] = [[576, 576], [1536, 576], [576, 1536], [49152, 576]];
 const x = gpu.storage(new Float32Array(4096).fill(0.01), 'x');
@@ -136,15 +162,17 @@ for (const dtype of ['f32', 'f16'] as WeightDType[]) {
 }
 
 // ---- gemm (prefill) ----
+// SmolLM2-135M's MLP shapes at 64 rows, and the bundled kvscope-tiny's projections at a 128-token prefill chunk
+const gemmCases: [number, number, number][] = [[64, 1536, 576], [64, 576, 1536], [128, 256, 256], [128, 64, 256], [128, 512, 256], [128, 256, 512]];
 for (const dtype of ['f32', 'f16'] as WeightDType[]) {
-  for (const [n, k] of [[1536, 576], [576, 1536]] as [number, number][]) {
-    const m = 64;
+  for (const [m, n, k] of gemmCases) {
     const w = uploadWeight(gpu, dtype, n, k, randomBytes(n * k, dtype), `g${n}x${k}`);
     const X = gpu.storage(new Float32Array(m * k).fill(0.01), 'X');
     const Y = gpu.storage(m * n * 4, 'Y');
     const t = await timeOps([gemmOp(gpu, w, X, Y, m).forRows(m)]);
     const flop = 2 * m * n * k;
-    console.log(`gemm   ${dtype.padEnd(4)} ${`${m}x${n}x${k}`.padEnd(14)} ${fmt(t.wall * 1e3, 3)} ms ${fmt(flop / t.wall / 1e9)} GFLOP/s  ${fmt(flop / t.cpu / 1e9)} GFLOP/CPU-s`);
+    const gflops = flop / t.wall / 1e9;
+    console.log(`gemm   ${dtype.padEnd(4)} ${`${m}x${n}x${k}`.padEnd(14)} ${fmt(t.wall * 1e3, 3)} ms ${fmt(gflops)} GFLOP/s  ${fmt(flop / t.cpu / 1e9)} GFLOP/CPU-s  ${fmt(gflops / aluPeak, 3)} of the ALU probe`);
     gpu.destroyBuffer(w.buffer, 'weights');
     X.destroy();
     Y.destroy();
