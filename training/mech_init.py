@@ -261,6 +261,10 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     e0 = E_T[0] - R1.t() @ (R1 @ E_T[0])
     setp("embed_tokens.weight", (0, slice(T0, T1)), e0)
     E_T[0] = e0
+    # the circuit's weights assume unit RMSNorm weights where layers 0-2 read: held with the rest
+    # (trained freely, layer 2's grew until the lookups' scores ran into the thousands)
+    for L in (0, 1, 2):
+        setp(f"layers.{L}.input_layernorm.weight", slice(None), torch.ones(256))
     # nothing in layers 0-1 writes N / the flag except the carry head
     for L in (0, 1):
         pre = f"layers.{L}."
