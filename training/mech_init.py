@@ -82,7 +82,7 @@ PW = 16
 
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
-          vt_flag=20.0, vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0):
+          vt_flag=20.0, vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False):
     cfg = LlamaConfig(rope_theta=theta)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -221,7 +221,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         setp(L1 + "o_proj.weight", (slice(None), slice(h * HD, (h + 1) * HD)), Wo)
     if var_track:
         var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                          vt_carry, vt_match, vt_flag, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge)
+                          vt_carry, vt_match, vt_flag, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
@@ -230,7 +230,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
 
 
 def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                      carry_scale, match_scale, flag_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0):
+                      carry_scale, match_scale, flag_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False):
     """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
     " X" "O" "L"), added on top of the --long-match copy circuit:
       layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
@@ -258,6 +258,19 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     # and its token dims lose their R1 part, so what a copy head reads there is ~0
     setp("embed_tokens.weight", (DOT_ID, slice(F0 + 2, F0 + 4)), torch.zeros(2))
     setp("embed_tokens.weight", (0, slice(F0 + 2, F0 + 4)), torch.full((2,), fv))
+    if robust:
+        # F0 marks ".", F1 every other token but BOS, F2 BOS: the lookups' sign decision and their
+        # queries' constant then come from dims only the embedding writes (not from C)
+        setp("embed_tokens.weight", (slice(None), F0 + 1), torch.full((emb.shape[0],), fv))
+        setp("embed_tokens.weight", (DOT_ID, slice(F0, F0 + 4)), torch.tensor([fv, 0.0, 0.0, 0.0]))
+        setp("embed_tokens.weight", (0, slice(F0, F0 + 4)), torch.tensor([0.0, 0.0, fv, 0.0]))
+        # and nothing but the circuit writes the C and P dims before layer 2 reads them
+        for L in (0, 1):
+            pre = f"layers.{L}."
+            setp(pre + "self_attn.o_proj.weight", (slice(C0, C1), slice(None)), torch.zeros(C1 - C0, 8 * HD))
+            setp(pre + "mlp.down_proj.weight", (slice(C0, C1), slice(None)), torch.zeros(C1 - C0, model.config.intermediate_size))
+        setp("layers.1.self_attn.o_proj.weight", (slice(P1, N0), slice(None)), torch.zeros(N0 - P1, 8 * HD))
+        setp("layers.1.mlp.down_proj.weight", (slice(P1, N0), slice(None)), torch.zeros(N0 - P1, model.config.intermediate_size))
     e0 = E_T[0] - R1.t() @ (R1 @ E_T[0])
     setp("embed_tokens.weight", (0, slice(T0, T1)), e0)
     E_T[0] = e0
@@ -389,13 +402,22 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
             Wk[rows, ks:ks + kw] = km * lam * rms2_dot
             Wq[rows, qs:qs + qw] = qm * lam * rms2
             o += n
-        Wk[31, C0:C1] = -G * Qs / ((C1 - C0) * c) * rms2_dot
-        Wk[31, F0:F0 + 2] = (G - theta0) * Qs / (2 * fv) * rms2_dot
-        Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot * (C1 - C0) * c / ((C1 - C0) * c)
-        Wk[15, F0:F0 + 2] = (theta0 - theta) * Qs / (2 * fv) * rms2_dot
-        Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
+        if robust:  # -theta0 at a "." (F0), -G at every other token (F1), 0 at BOS; queries read F1
+            Wk[31, F0] = -theta0 * Qs / fv * rms2_dot
+            Wk[31, F0 + 1] = -G * Qs / fv * rms2
+            Wk[15, F0] = (theta0 - theta) * Qs / fv * rms2_dot
+            Wq[31, F0 + 1] = Qs / fv * rms2
+        else:
+            Wk[31, C0:C1] = -G * Qs / ((C1 - C0) * c) * rms2_dot
+            Wk[31, F0:F0 + 2] = (G - theta0) * Qs / (2 * fv) * rms2_dot
+            Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot * (C1 - C0) * c / ((C1 - C0) * c)
+            Wk[15, F0:F0 + 2] = (theta0 - theta) * Qs / (2 * fv) * rms2_dot
+            Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
         if gate is None:
-            Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
+            if robust:
+                Wq[15, F0 + 1] = Qs / fv * rms2
+            else:
+                Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
         else:  # the "." flag counts only where token t-1 is the cue word (" are")
             Wq[15, P1:P1 + HD] = Qs * gate / gate.norm() ** 2 * rms2
         setp(L2 + "k_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wk)
@@ -493,6 +515,8 @@ def main():
     ap.add_argument("--vt-bos", default="0.6,0.6",
                     help="value lookup, chain lookup: a \".\" beats the BOS sink when its match exceeds this fraction of a full one")
     ap.add_argument("--vt-ridge", type=float, default=1.0, help="the lookups' token codes: weight of keeping other tokens' codes small")
+    ap.add_argument("--vt-robust", action="store_true",
+                    help="the lookups' sign decision from embedding-only flag dims, and writers into C / P held at zero")
     ap.add_argument("--vt-anchor-gain", type=float, default=1.0, help="the VAR-anchored induction head's copy gain, relative")
     ap.add_argument("--vt-calib", default=os.path.join(HERE, "data", "train-512.jsonl"),
                     help="training rows whose layer-2 input RMS sets the lookups' scale (random tokens if missing)")
@@ -506,7 +530,7 @@ def main():
                             long_gain=args.long_gain, var_track=args.var_track, vt_carry=args.vt_carry,
                             vt_match=args.vt_match, vt_flag=args.vt_flag, vt_gain=args.vt_gain,
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
-                            vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge)
+                            vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "
