@@ -82,7 +82,7 @@ PW = 16
 
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
-          vt_flag=20.0, vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False):
+          vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False):
     cfg = LlamaConfig(rope_theta=theta)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -221,7 +221,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         setp(L1 + "o_proj.weight", (slice(None), slice(h * HD, (h + 1) * HD)), Wo)
     if var_track:
         var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                          vt_carry, vt_match, vt_flag, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust)
+                          vt_carry, vt_match, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
@@ -230,7 +230,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
 
 
 def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                      carry_scale, match_scale, flag_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False):
+                      carry_scale, match_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False):
     """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
     " X" "O" "L"), added on top of the --long-match copy circuit:
       layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
@@ -240,17 +240,17 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
       layer 1, query head 2 (KV head 0, slow dims): one-token induction anchored at " VAR":
         position j scores high when token j-1 equals token t and token j-2 is " VAR", so after a
         name's first token the name's second token follows;
-      layer 2, KV head 0: keys at every position = [tokens j-1, j-2, j-3 (P1, P2, P3)] + the "."
-        flag; values = N. Query head 0 (value lookup) matches tokens t-2, t-3, t-4 (the value's
-        last three digits before " are:") to j-1, j-2, j-3; query head 1 (chain lookup) matches
-        tokens t-1, t-2 (the previous name's first two tokens, at its last token) to j-2, j-3.
-        Both copy N of the "." they find into the token dims: the next name's first token.
+      layer 2, value lookup (KV head 0 / query head 0): tokens t-2, t-3 (the value's last two
+        digits before " are:") matched to j-1, j-2; chain lookup (KV head 1 / query head 4): tokens
+        t-1, t-2 (the previous name's first two tokens, at its last token) matched to j-2, j-3. Keys
+        are those tokens in per-token codes plus the "." / BOS flags, values N: both copy N of the
+        "." they find into the token dims, the next name's first token.
     """
     sd = dict(model.named_parameters())
     HDh = HD // 2
     emb = sd["embed_tokens.weight"]
     E_T = emb[:, T0:T1].detach().clone()
-    # the "." flag: only in the "." embedding (its RMSNorm scale hardly moves)
+    # the "." flag (F0-F1): only in the "." embedding (its RMSNorm scale hardly moves)
     fv = 2.0
     setp("embed_tokens.weight", (slice(None), slice(N0, F0 + FW)), torch.zeros(emb.shape[0], F0 + FW - N0))
     setp("embed_tokens.weight", (DOT_ID, slice(F0, F0 + 2)), torch.full((2,), fv))
@@ -326,16 +326,11 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     Wo[T0:T1, :] = R1.t() * copy_gain * anchor_gain
     setp(L1 + "o_proj.weight", (slice(None), slice(2 * HD, 3 * HD)), Wo)
     # --- layer 2: lookups (KV head 0: value lookup; KV head 1: chain lookup) ---
-    rms2, rms2_dot, rms2_bos = layer_input_rms(model, 2, calib)  # queries, "." keys, the BOS key
+    rms2, rms2_dot, _ = layer_input_rms(model, 2, calib)  # at queries (all positions), at "." keys
     L2 = "layers.2.self_attn."
     dig = [R0 @ E_T[i] for i in DIGIT_IDS]  # what P1 / P2 hold for a digit (R0 space, 32)
     let = [R0 @ E_T[i] for i in LETTER_IDS]  # second / third letters of a name
     slet = [R0 @ E_T[i] for i in SPACE_LETTER_IDS]  # first letters (" X")
-
-    def aligned(vs, n):
-        """n orthonormal rows spanning most of the vectors' energy (their top right singular vectors)."""
-        _, _, vh = torch.linalg.svd(torch.stack(vs), full_matrices=False)
-        return vh[:n].clone()
 
     def coded(vs, n, others, ridge):
         """An n x dim map sending each of the vectors vs to its own unit code (a random frame of
@@ -410,7 +405,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         else:
             Wk[31, C0:C1] = -G * Qs / ((C1 - C0) * c) * rms2_dot
             Wk[31, F0:F0 + 2] = (G - theta0) * Qs / (2 * fv) * rms2_dot
-            Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot * (C1 - C0) * c / ((C1 - C0) * c)
+            Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot  # cancels the C term at BOS, whatever its RMS
             Wk[15, F0:F0 + 2] = (theta0 - theta) * Qs / (2 * fv) * rms2_dot
             Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
         if gate is None:
@@ -510,7 +505,6 @@ def main():
                     help="add the variable-tracking circuit (needs --long-match): name carry, VAR-anchored induction, value / chain lookups")
     ap.add_argument("--vt-carry", type=float, default=60.0)
     ap.add_argument("--vt-match", type=float, default=40.0)
-    ap.add_argument("--vt-flag", type=float, default=20.0)
     ap.add_argument("--vt-gain", type=float, default=1.0)
     ap.add_argument("--vt-bos", default="0.6,0.6",
                     help="value lookup, chain lookup: a \".\" beats the BOS sink when its match exceeds this fraction of a full one")
@@ -524,11 +518,13 @@ def main():
                     help="--check: held-out variable-tracking rows for the teacher-forced check")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
+    if args.var_track and not args.long_match:
+        ap.error("--var-track reads the --long-match circuit's P3/P4 features: add --long-match")
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
                             long_gain=args.long_gain, var_track=args.var_track, vt_carry=args.vt_carry,
-                            vt_match=args.vt_match, vt_flag=args.vt_flag, vt_gain=args.vt_gain,
+                            vt_match=args.vt_match, vt_gain=args.vt_gain,
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
                             vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust)
     if args.check:
