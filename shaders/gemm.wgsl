@@ -41,14 +41,7 @@ const KC: u32 = K / CH;
 #if BIAS
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
-
-fn unpack2(v: u32) -> vec2<f32> {
-#if BF16
-  return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
-#else
-  return unpack2x16float(v);
-#endif
-}
+// unpack2() and store_row(): shaders/matmul_common.wgsl, prepended by the host.
 
 #if VEC
 #if F32
@@ -114,24 +107,6 @@ fn cols(a: Chunk, b: Chunk, c: Chunk, d: Chunk) -> Cols { return Cols(vec4<f32>(
 fn mac_row(acc: vec4<f32>, xv: Chunk, t: Cols) -> vec4<f32> { return fma(vec4<f32>(xv.y), t.k1, fma(vec4<f32>(xv.x), t.k0, acc)); }
 #endif
 #endif
-
-fn store_row(m: u32, n0: u32, v: vec4<f32>) {
-  if (m >= p.rows) { return; }
-  let base = p.y_off + m * p.n;
-  for (var j = 0u; j < 4u; j++) {
-    let n = n0 + j;
-    if (n < p.n) {
-      var r = v[j];
-#if BIAS
-      r += bias[n];
-#endif
-#if ACCUMULATE
-      r += y[base + n];
-#endif
-      y[base + n] = r;
-    }
-  }
-}
 
 // A workgroup is 16 (n) x 4 (m) invocations, each computing a TM (m) x TN (n) tile of Y: a
 // (16 TN) x (4 TM) block. TM = TN = 8 on GPUs; TM = 16, TN = 8 on CPU adapters, where every load is a

@@ -30,32 +30,7 @@ const G: u32 = K / 32u;
 #if BIAS
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 #endif
-
-fn scale_at(i: u32) -> f32 {
-#if F16_SCALES
-  return unpack2x16float(scales[i >> 1u])[i & 1u];
-#else
-  return scales[i];
-#endif
-}
-
-fn store_row(m: u32, n0: u32, v: vec4<f32>) {
-  if (m >= p.rows) { return; }
-  let base = p.y_off + m * p.n;
-  for (var j = 0u; j < 4u; j++) {
-    let n = n0 + j;
-    if (n < p.n) {
-      var r = v[j];
-#if BIAS
-      r += bias[n];
-#endif
-#if ACCUMULATE
-      r += y[base + n];
-#endif
-      y[base + n] = r;
-    }
-  }
-}
+// scale_at() and store_row(): shaders/matmul_common.wgsl, prepended by the host.
 
 // acc += x0 * c0 + x1 * c1 + x2 * c2 + x3 * c3 (four k, each a vec4 over n).
 fn mac4(acc: vec4<f32>, xv: vec4<f32>, c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>) -> vec4<f32> {

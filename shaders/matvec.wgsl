@@ -49,15 +49,7 @@ const WG: u32 = ${WG}u;
 #if BIAS
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 #endif
-
-// Two 16-bit values of one u32 as f32, element 2i (low half) first.
-fn unpack2(v: u32) -> vec2<f32> {
-#if BF16
-  return vec2<f32>(bitcast<f32>(v << 16u), bitcast<f32>(v & 0xffff0000u));
-#else
-  return unpack2x16float(v);
-#endif
-}
+// unpack2() and store(): shaders/matmul_common.wgsl, prepended by the host.
 
 #if VEC
 #if F32
@@ -113,17 +105,6 @@ fn mac(acc: Acc, a: Chunk, b: Chunk) -> Acc { return fma(a, b, acc); }
 fn hsum(a: Acc) -> f32 { return a.x + a.y; }
 #endif
 #endif
-
-fn store(n: u32, v: f32) {
-  var r = v;
-#if BIAS
-  r += bias[n];
-#endif
-#if ACCUMULATE
-  r += y[p.y_off + n];
-#endif
-  y[p.y_off + n] = r;
-}
 
 #if COOP
 var<workgroup> part: array<vec4<f32>, WG>;

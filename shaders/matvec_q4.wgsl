@@ -39,29 +39,11 @@ const WG: u32 = ${WG}u;
 #if BIAS
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 #endif
-
-fn scale_at(i: u32) -> f32 {
-#if F16_SCALES
-  return unpack2x16float(scales[i >> 1u])[i & 1u];
-#else
-  return scales[i];
-#endif
-}
+// scale_at() and store(): shaders/matmul_common.wgsl, prepended by the host.
 
 // Nibble j (0..7) of four words, as f32.
 fn nib(v: vec4<u32>, j: u32) -> vec4<f32> {
   return vec4<f32>((v >> vec4<u32>(4u * j)) & vec4<u32>(15u));
-}
-
-fn store(n: u32, v: f32) {
-  var r = v;
-#if BIAS
-  r += bias[n];
-#endif
-#if ACCUMULATE
-  r += y[p.y_off + n];
-#endif
-  y[p.y_off + n] = r;
 }
 
 #if COOP

@@ -12,6 +12,7 @@ import { preprocessWgsl } from '../../gpu/wgsl';
 import { InvalidArgumentError, ShapeMismatchError, UnsupportedError } from '../../errors';
 import matvecSrc from '../../../shaders/matvec.wgsl?raw';
 import gemmSrc from '../../../shaders/gemm.wgsl?raw';
+import matmulCommonSrc from '../../../shaders/matmul_common.wgsl?raw';
 import copySrc from '../../../shaders/copy.wgsl?raw';
 // q4 hook: MLC group-quantized weights (q4f16_1 / q4f32_1) are handled in quant.ts.
 import { isQ4Weight, q4GemmOp, q4MatvecOp, type Q4WeightTensor } from './quant';
@@ -166,7 +167,7 @@ export function matvecOpWith(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuff
   const { defines } = variant(w, xOff, 0, opts);
   const coop = schedule === 'coop';
   const wg = coop ? MATVEC_COOP_WG : MATVEC_ROWS_WG;
-  const code = preprocessWgsl(matvecSrc, { ...defines, WG: wg, COOP: coop });
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${matvecSrc}`, { ...defines, WG: wg, COOP: coop });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 0]), `${w.buffer.label}.matvec.params`);
   const quads = Math.ceil(w.rows / ROWS_PER_INVOCATION);
   const groups = coop ? quads : Math.ceil(quads / wg);
@@ -208,7 +209,7 @@ export function gemmOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer,
   needBytes('Y', y, yOff + maxRows * w.rows);
   const { defines } = variant(w, xOff, w.cols, opts);
   const [tm, tn] = gpu.cpuAdapter ? GEMM_TILE_CPU : GEMM_TILE_GPU;
-  const code = preprocessWgsl(gemmSrc, { ...defines, ...gemmTile(tm, tn) });
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${gemmSrc}`, { ...defines, ...gemmTile(tm, tn), TILED: true });
   // A workgroup is 16 x 4 invocations (n x m).
   const tileN = 16 * tn;
   const tileM = 4 * tm;

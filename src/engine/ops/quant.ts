@@ -32,6 +32,7 @@ import { checkWeightSize, matvecScheduleFor, type GemmOp, type MatmulOptions, ty
 import matvecQ4Src from '../../../shaders/matvec_q4.wgsl?raw';
 import gemmQ4Src from '../../../shaders/gemm_q4.wgsl?raw';
 import embedQ4Src from '../../../shaders/embed_q4.wgsl?raw';
+import matmulCommonSrc from '../../../shaders/matmul_common.wgsl?raw';
 
 /** q4f16: MLC q4f16_1 (f16 scales); q4f32: MLC q4f32_1 (f32 scales). */
 export type Q4DType = 'q4f16' | 'q4f32';
@@ -142,7 +143,7 @@ export function q4MatvecOpWith(gpu: Gpu, w: Q4WeightTensor, x: GPUBuffer, y: GPU
   needBytes('y', y, yOff + w.rows);
   const coop = schedule === 'coop';
   const wg = coop ? MATVEC_COOP_WG : MATVEC_ROWS_WG;
-  const code = preprocessWgsl(matvecQ4Src, { ...defines(w, opts), WG: wg, COOP: coop });
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${matvecQ4Src}`, { ...defines(w, opts), WG: wg, COOP: coop, Q4: true });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 0]), `${w.buffer.label}.matvec_q4.params`);
   const quads = Math.ceil(w.rows / 4);
   const groups = coop ? quads : Math.ceil(quads / wg);
@@ -162,7 +163,7 @@ export function q4GemmOp(gpu: Gpu, w: Q4WeightTensor, x: GPUBuffer, y: GPUBuffer
   if (nGroups > gpu.maxWorkgroupsPerDim || mGroupsMax > gpu.maxWorkgroupsPerDim) {
     throw new InvalidArgumentError(`gemm_q4 ${w.buffer.label}: ${w.rows} x ${maxRows} needs more workgroups than one dispatch dimension allows.`);
   }
-  const code = preprocessWgsl(gemmQ4Src, defines(w, opts));
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${gemmQ4Src}`, { ...defines(w, opts), Q4: true, TILED: true });
   const paramData = new Uint32Array([w.rows, xOff, yOff, maxRows]);
   const params = gpu.uniform(paramData, `${w.buffer.label}.gemm_q4.params`);
   const label = `gemm_q4 ${w.buffer.label}`;
