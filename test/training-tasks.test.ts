@@ -50,6 +50,19 @@ describe('task generators', () => {
     expect(s.prompt.endsWith(`The special magic number for ${meta.keys[meta.target]} is:`)).toBe(true);
   });
 
+  it('niah sharedPrefix: the values share their first digits and nothing else changes', () => {
+    const plain = niah(new Rng(5), { targetChars: 3000, keys: 4, filler: brown });
+    const shared = niah(new Rng(5), { targetChars: 3000, keys: 4, filler: brown, sharedPrefix: 2 });
+    const pv = (plain.meta as { values: string[] }).values;
+    const sv = (shared.meta as { values: string[] }).values;
+    sv.forEach((v, i) => {
+      expect(v.slice(0, 2)).toBe(sv[0]!.slice(0, 2));
+      expect(v.slice(2)).toBe(pv[i]!.slice(2));
+    });
+    expect(shared.meta.keys).toEqual(plain.meta.keys);
+    expect(() => niah(new Rng(5), { targetChars: 3000, keys: 4, valueDigits: 6, sharedPrefix: 6 })).toThrow(/sharedPrefix/);
+  });
+
   it('vartrack: the answer is the chain that starts at the asked value, in order', () => {
     const s = varTrack(new Rng(4), { targetChars: 3000, hops: 4, distractors: 2 });
     const names = s.answer.trim().split(' ');

@@ -77,12 +77,14 @@ def _vocab_ids():
 VAR_IDS, DOT_ID, DIGIT_IDS, LETTER_IDS, SPACE_LETTER_IDS, ARE_ID = _vocab_ids()
 P3 = 200  # --long-match: R0 e(token at t-3), 16 dims
 P4 = 216  # --long-match: R0 e(token at t-4), 16 dims
+P5 = 232  # --match5: R0 e(token at t-5), 16 dims
 PW = 16
 
 
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
-          vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False):
+          vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False,
+          match5=False):
     cfg = LlamaConfig(rope_theta=theta)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -128,7 +130,13 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     setp(L0 + "k_proj.weight", (slice(0, HD), slice(C0, C1)), kvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     # scores are divided by sqrt(head_dim); a peak of pos_scale logits above the mean
     prev_heads = ((0, 1), (1, 2), (2, 3), (3, 4)) if long_match else ((0, 1), (1, 2))
-    pend = P4 + PW if long_match else 200  # end of the dims the circuit writes
+    pend = P5 + PW if match5 else P4 + PW if long_match else 200  # end of the dims the circuit writes
+    if match5:
+        # --match5: a distance-5 head on KV head 1 (query head 4), which gets KV head 0's position-only
+        # keys and token values; its other query heads (5-7) stay free
+        prev_heads += ((4, 5),)
+        setp(L0 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, 256))
+        setp(L0 + "k_proj.weight", (slice(HD, 2 * HD), slice(C0, C1)), kvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     for h, delta in prev_heads:
         qvec = torch.zeros(HD)
         for i, f in enumerate(fast):
@@ -142,6 +150,9 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     # values: R0 e (un-normalised scale: x_norm = e / rms0)
     setp(L0 + "v_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, 256))
     setp(L0 + "v_proj.weight", (slice(0, HD), slice(T0, T1)), R0 * rms0)
+    if match5:
+        setp(L0 + "v_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, 256))
+        setp(L0 + "v_proj.weight", (slice(HD, 2 * HD), slice(T0, T1)), R0 * rms0)
     # outputs: head 0 -> P1, head 1 -> P2, heads 2-3 silent; nothing else of heads 0-3 writes there
     setp(L0 + "o_proj.weight", (slice(None), slice(0, 4 * HD)), torch.zeros(256, 4 * HD))
     setp(L0 + "o_proj.weight", (slice(P1, P1 + HD), slice(0, HD)), torch.eye(HD))
@@ -153,10 +164,13 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     # keep layer 0's other writers out of the circuit's dims at the start
     setp(L0 + "o_proj.weight", (slice(P1, pend), slice(4 * HD, 8 * HD)), torch.zeros(pend - P1, 4 * HD))
     setp("layers.0.mlp.down_proj.weight", (slice(P1, pend), slice(None)), torch.zeros(pend - P1, cfg.intermediate_size))
+    if match5:
+        setp(L0 + "o_proj.weight", (slice(None), slice(4 * HD, 5 * HD)), torch.zeros(256, HD))
+        setp(L0 + "o_proj.weight", (slice(P5, P5 + PW), slice(4 * HD, 5 * HD)), S)
 
     # --- layer 1: induction heads ---
     # layer 1's input: e + P1 + P2 (each P ~ 32 dims of unit scale); its RMSNorm divisor:
-    rms1 = math.sqrt((rms0 ** 2 * 256 + 2 * HD + (2 * PW if long_match else 0)) / 256)
+    rms1 = math.sqrt((rms0 ** 2 * 256 + 2 * HD + ((3 if match5 else 2) * PW if long_match else 0)) / 256)
     L1 = "layers.1.self_attn."
     sd_slow = rope_pair_dims(slow)  # 16 dims
     A = orth(8, HD, g)
@@ -194,11 +208,14 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         Wq = torch.zeros(HD, 256)
         o = 0
         # (query source dims, map from the query source into the key source's space, key source dims)
-        for n, (qsrc, qmap, ksrc) in zip(split, (
-                ((T0, T1), R0, (P1, P1 + HD)),
-                ((P1, P1 + HD), None, (P2, P2 + HD)),
-                ((P2, P2 + HD), S, (P3, P3 + PW)),
-                ((P3, P3 + PW), None, (P4, P4 + PW)))):
+        terms = (((T0, T1), R0, (P1, P1 + HD)),
+                 ((P1, P1 + HD), None, (P2, P2 + HD)),
+                 ((P2, P2 + HD), S, (P3, P3 + PW)),
+                 ((P3, P3 + PW), None, (P4, P4 + PW)))
+        if match5:  # a fifth term, token(t-4)=token(j-5): the key word stays in view one digit longer
+            terms += (((P4, P4 + PW), None, (P5, P5 + PW)),)
+        assert len(split) == len(terms), f"--split needs {len(terms)} numbers"
+        for n, (qsrc, qmap, ksrc) in zip(split, terms):
             D = orth(n, ksrc[1] - ksrc[0], g)  # n x (key source width)
             rows = sd_slow[o:o + n]
             Wk[rows, ksrc[0]:ksrc[1]] = D * lam1
@@ -470,11 +487,11 @@ def copy_check(model, n=32, seg=(8, 48), row=256, seed=7, vocab=4096, first=6, p
 
 
 @torch.no_grad()
-def vt_check(model, path, n=40):
-    """Teacher-forced argmax accuracy at each answer token of held-out variable-tracking rows
-    (`ids` = prompt + answer, `ans` = index of the answer's first token)."""
+def vt_check(model, path, n=40, every=1, drop_last=False):
+    """Teacher-forced argmax accuracy at each answer token of held-out task rows (variable tracking,
+    NIAH; `ids` = prompt + answer, `ans` = index of the answer's first token): every `every`-th row, n rows."""
     import json
-    rows = [json.loads(l) for l in open(path)][:n]
+    rows = [json.loads(l) for l in open(path)][::every][:n]
     hits, exact = None, 0
     for r in rows:
         ids = r["ids"]
@@ -484,7 +501,7 @@ def vt_check(model, path, n=40):
         tgt = torch.tensor(ids[a:])
         ok = (pred == tgt).float()
         hits = ok if hits is None else hits[:len(ok)] + ok[:len(hits)]
-        exact += int(ok.all())
+        exact += int((ok[:-1] if drop_last else ok).all())
     return (hits / len(rows)).tolist(), exact / len(rows)
 
 
@@ -500,6 +517,11 @@ def main():
     ap.add_argument("--long-match", action="store_true",
                     help="previous-token heads at distance 1-4 and a four-token induction head in place of the one-token one")
     ap.add_argument("--split", default="3,3,3,7", help="--long-match: slow dims per match term (sum 16)")
+    ap.add_argument("--match5", action="store_true",
+                    help="--long-match with a distance-5 previous-token head and a five-token induction head "
+                         "(--split then has five numbers)")
+    ap.add_argument("--niah-data", default=os.path.join(HERE, "data", "eval-niah4-1024.jsonl"),
+                    help="--check: held-out 4-key NIAH rows for the teacher-forced check (every 5th of the first 100)")
     ap.add_argument("--long-gain", type=float, default=1.0, help="--long-match: the four-token head's copy gain, relative")
     ap.add_argument("--var-track", action="store_true",
                     help="add the variable-tracking circuit (needs --long-match): name carry, VAR-anchored induction, value / chain lookups")
@@ -520,17 +542,24 @@ def main():
     args = ap.parse_args()
     if args.var_track and not args.long_match:
         ap.error("--var-track reads the --long-match circuit's P3/P4 features: add --long-match")
+    if args.match5 and (not args.long_match or args.var_track):
+        ap.error("--match5 extends --long-match (and uses the dims --var-track writes): --long-match without --var-track")
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
                             long_gain=args.long_gain, var_track=args.var_track, vt_carry=args.vt_carry,
                             vt_match=args.vt_match, vt_gain=args.vt_gain,
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
-                            vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust)
+                            vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust,
+                            match5=args.match5)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "
               f"second-copy argmax accuracy {acc:.3f}")
+        if args.long_match and os.path.exists(args.niah_data):
+            per, exact = vt_check(model, args.niah_data, every=5, n=20, drop_last=True)
+            print("4-key NIAH (20 rows), teacher-forced argmax per answer token: " + " ".join(f"{a:.2f}" for a in per)
+                  + f"; all but the end-of-text token right: {exact:.2f}")
         if args.var_track and os.path.exists(args.vt_data):
             per, exact = vt_check(model, args.vt_data)
             print("variable tracking, teacher-forced argmax per answer token: " + " ".join(f"{a:.2f}" for a in per)

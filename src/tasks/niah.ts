@@ -7,6 +7,12 @@ export interface NiahOptions extends TaskOptions {
   keys?: number;
   /** Digits per value (default 6). */
   valueDigits?: number;
+  /**
+   * Make every value start with the same first `sharedPrefix` digits (default 0: independent
+   * values). A training option: then the digit after the shared prefix can only be told apart
+   * by the key, as in a natural haystack whose values happen to share leading digits.
+   */
+  sharedPrefix?: number;
 }
 
 const KEY_WORDS = [
@@ -26,7 +32,13 @@ const KEY_WORDS = [
 export function niah(rng: Rng, opts: NiahOptions): TaskSample {
   const n = opts.keys ?? 4;
   const keys = rng.shuffle(KEY_WORDS.slice()).slice(0, n);
-  const values = keys.map(() => rng.digits(opts.valueDigits ?? 6));
+  const digits = opts.valueDigits ?? 6;
+  const shared = opts.sharedPrefix ?? 0;
+  if (!Number.isInteger(shared) || shared < 0 || shared >= digits) {
+    throw new RangeError(`niah: sharedPrefix must be an integer in [0, ${digits - 1}] (got ${String(opts.sharedPrefix)})`);
+  }
+  const drawn = keys.map(() => rng.digits(digits));
+  const values = drawn.map((v) => drawn[0]!.slice(0, shared) + v.slice(shared));
   const target = rng.int(0, n - 1);
   const depths = keys.map((_, i) => (i === target && opts.depth !== undefined ? opts.depth : rng.next()));
   const needles = keys.map((k, i) => ({ text: `The special magic number for ${k} is: ${values[i]}.`, depth: depths[i]! }));
