@@ -23,5 +23,5 @@ $PY training/gate_reference.py --gate models/kvscope-tiny/gates/gate-50.safetens
   --hf models/kvscope-tiny/hf --out test/fixtures/gate-reference-50.json
 for M in prulong duo; do  # duo after prulong: Duo's deployment matches PruLong's streaming share
   mkdir -p training/runs/heads-$M
-  $PY training/train_heads.py "${ARGS[@]}" --method $M --steps 240 > training/runs/heads-$M/train.log 2>&1
+  $PY training/train_heads.py "${ARGS[@]}" --method $M --steps $([ $M = prulong ] && echo 300 || echo 120) > training/runs/heads-$M/train.log 2>&1
 done
