@@ -23,3 +23,7 @@ $G --out $D/eval-passkey-chat-1024.jsonl --task passkey --fmt chat --tokens 1024
 $G --out $D/eval-niah4-chat-1024.jsonl --task niah --fmt chat --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2008 --opts '{"keys":4}'
 $G --out $D/eval-passkey-brown-1024.jsonl --task passkey --filler brown --tokens 1024 --depths 10 --per-depth 5 --split heldout --seed 2005
 $G --out $D/eval-text-brown-1024.jsonl --task text --filler brown --tokens 1024 --n 40 --split heldout --seed 2006
+# Validation grids for choosing among training runs (not the reported figures): 4-key NIAH as the test
+# grid with another seed, and with all four values sharing their first digit (training/README.md, eighth session).
+$G --out $D/eval-niah4val-1024.jsonl --task niah --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 3002 --opts '{"keys":4}'
+$G --out $D/eval-hnval-1024.jsonl --task niah --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 3014 --opts '{"keys":4,"sharedPrefix":1}'
