@@ -8,8 +8,9 @@
 # 3. learned cache policies on the new base: gates, the gate fixture, PruLong / Duo roles
 #    (training/train-learned-kv.sh), and the KVSharer maps (scripts/calibrate-sharing.ts)
 # 4. kvscope vs PyTorch greedy answers on every 10th prompt of each grid (scripts/grid-check.ts)
-# Logs and intermediate files in training/runs/rebase/. On 2 CPU cores: ~15 min for step 2,
-# ~30 min for step 3, ~10 min for step 4. What it does not redo (hours on SwiftShader): the
+# Logs and intermediate files in training/runs/rebase/. Step 3's training alone was ~24 min on one free
+# CPU thread when the shipped gates and roles were made; the whole script is about an hour on 2 cores.
+# What it does not redo (hours on SwiftShader): the
 # evaluation sweeps of e2e/eval/README.md (quick.json, learned.json) and the figures written into
 # the READMEs; their commands are printed at the end.
 set -euo pipefail
