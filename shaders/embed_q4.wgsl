@@ -13,13 +13,7 @@ struct Params { hidden: u32 };
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-fn scale_at(i: u32) -> f32 {
-#if F16_SCALES
-  return unpack2x16float(scales[i >> 1u])[i & 1u];
-#else
-  return scales[i];
-#endif
-}
+// scale_at(): shaders/q4_scale.wgsl, prepended by the host.
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -30,7 +30,7 @@ const G: u32 = K / 32u;
 #if BIAS
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 #endif
-// scale_at() and store_row(): shaders/matmul_common.wgsl, prepended by the host.
+// scale_at(): shaders/q4_scale.wgsl; store_row(): shaders/matmul_common.wgsl, prepended by the host.
 
 // acc += x0 * c0 + x1 * c1 + x2 * c2 + x3 * c3 (four k, each a vec4 over n).
 fn mac4(acc: vec4<f32>, xv: vec4<f32>, c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>) -> vec4<f32> {

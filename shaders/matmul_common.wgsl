@@ -1,18 +1,10 @@
 // Shared by the matrix products (matvec / gemm, dense and int4; the host prepends it): weight
 // unpacking and the output epilogue (+ bias[n], + the previous y). The kernel declares the
-// uniform `p` (n, y_off, and rows for GEMM), `y`, `bias` under BIAS and `scales` under Q4.
-//   Q4      int4 weights: per-group scales, f16 (F16_SCALES) or f32
+// uniform `p` (n, y_off, and rows for GEMM), `y`, and `bias` under BIAS.
+//   Q4      int4 weights (no unpack2; their scale_at() comes from q4_scale.wgsl)
 //   TILED   GEMM: outputs stored as vec4 rows of a tile (store_row); else one output (store)
 
-#if Q4
-fn scale_at(i: u32) -> f32 {
-#if F16_SCALES
-  return unpack2x16float(scales[i >> 1u])[i & 1u];
-#else
-  return scales[i];
-#endif
-}
-#else
+#if !Q4
 // Two 16-bit values of one u32 as f32, element 2i (low half) first.
 fn unpack2(v: u32) -> vec2<f32> {
 #if BF16

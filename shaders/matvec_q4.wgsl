@@ -39,7 +39,7 @@ const WG: u32 = ${WG}u;
 #if BIAS
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 #endif
-// scale_at() and store(): shaders/matmul_common.wgsl, prepended by the host.
+// scale_at(): shaders/q4_scale.wgsl; store(): shaders/matmul_common.wgsl, prepended by the host.
 
 // Nibble j (0..7) of four words, as f32.
 fn nib(v: vec4<u32>, j: u32) -> vec4<f32> {

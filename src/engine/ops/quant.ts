@@ -33,6 +33,7 @@ import matvecQ4Src from '../../../shaders/matvec_q4.wgsl?raw';
 import gemmQ4Src from '../../../shaders/gemm_q4.wgsl?raw';
 import embedQ4Src from '../../../shaders/embed_q4.wgsl?raw';
 import matmulCommonSrc from '../../../shaders/matmul_common.wgsl?raw';
+import q4ScaleSrc from '../../../shaders/q4_scale.wgsl?raw';
 
 /** q4f16: MLC q4f16_1 (f16 scales); q4f32: MLC q4f32_1 (f32 scales). */
 export type Q4DType = 'q4f16' | 'q4f32';
@@ -143,7 +144,7 @@ export function q4MatvecOpWith(gpu: Gpu, w: Q4WeightTensor, x: GPUBuffer, y: GPU
   needBytes('y', y, yOff + w.rows);
   const coop = schedule === 'coop';
   const wg = coop ? MATVEC_COOP_WG : MATVEC_ROWS_WG;
-  const code = preprocessWgsl(`${matmulCommonSrc}\n${matvecQ4Src}`, { ...defines(w, opts), WG: wg, COOP: coop, Q4: true });
+  const code = preprocessWgsl(`${q4ScaleSrc}\n${matmulCommonSrc}\n${matvecQ4Src}`, { ...defines(w, opts), WG: wg, COOP: coop, Q4: true });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 0]), `${w.buffer.label}.matvec_q4.params`);
   const quads = Math.ceil(w.rows / 4);
   const groups = coop ? quads : Math.ceil(quads / wg);
@@ -163,7 +164,7 @@ export function q4GemmOp(gpu: Gpu, w: Q4WeightTensor, x: GPUBuffer, y: GPUBuffer
   if (nGroups > gpu.maxWorkgroupsPerDim || mGroupsMax > gpu.maxWorkgroupsPerDim) {
     throw new InvalidArgumentError(`gemm_q4 ${w.buffer.label}: ${w.rows} x ${maxRows} needs more workgroups than one dispatch dimension allows.`);
   }
-  const code = preprocessWgsl(`${matmulCommonSrc}\n${gemmQ4Src}`, { ...defines(w, opts), Q4: true, TILED: true });
+  const code = preprocessWgsl(`${q4ScaleSrc}\n${matmulCommonSrc}\n${gemmQ4Src}`, { ...defines(w, opts), Q4: true, TILED: true });
   const paramData = new Uint32Array([w.rows, xOff, yOff, maxRows]);
   const params = gpu.uniform(paramData, `${w.buffer.label}.gemm_q4.params`);
   const label = `gemm_q4 ${w.buffer.label}`;
@@ -185,7 +186,7 @@ export function q4GemmOp(gpu: Gpu, w: Q4WeightTensor, x: GPUBuffer, y: GPUBuffer
 /** Embedding gather from a q4 table [vocab, hidden]: x[r, :] = dequantized row tokens[r]; `rows` workgroups. */
 export function q4EmbedOp(gpu: Gpu, table: Q4WeightTensor, hidden: number, tokens: GPUBuffer, x: GPUBuffer): (rows: number) => Op {
   if (table.cols !== hidden) throw new ShapeMismatchError('shape-mismatch', `Embedding table has ${table.cols} columns, but the hidden size is ${hidden}.`);
-  const code = preprocessWgsl(embedQ4Src, { F16_SCALES: table.dtype === 'q4f16' });
+  const code = preprocessWgsl(`${q4ScaleSrc}\n${embedQ4Src}`, { F16_SCALES: table.dtype === 'q4f16' });
   const op = gpu.op(code, [table.buffer, table.scales, tokens, x, gpu.uniform(new Uint32Array([hidden]), 'embed_q4.params')], [1], 'embed_q4');
   return (rows) => ({ ...op, workgroups: [rows] });
 }
