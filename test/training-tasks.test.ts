@@ -92,6 +92,17 @@ describe('task generators', () => {
     expect(s.answer.trim().startsWith(opening)).toBe(true);
     expect(s.prompt).toContain(s.answer.trim());
   });
+
+  it('copy: a target too small for the header still gets a sentence to copy', () => {
+    for (const targetChars of [40, 100, 160]) {
+      const s = copySpan(new Rng(targetChars), { targetChars, filler: brown });
+      const opening = /begins with "([^"]+)"/.exec(s.prompt)![1]!;
+      expect(opening).not.toBe('undefined');
+      expect(s.answer.trim().length).toBeGreaterThan(0);
+      expect(s.answer.trim().startsWith(opening)).toBe(true);
+      expect(s.prompt).toContain(s.answer.trim());
+    }
+  });
 });
 
 describe('corpora', () => {

@@ -4,6 +4,7 @@
  * Training mix (tasks and plain text, plain-prompt and chat formats):
  *   npx vite-node training/gen-data.ts -- --out training/data/train-256.jsonl --seed 1 \
  *     --n 20000 --min-tokens 96 --max-tokens 256
+ *   (--no-cut: a row that does not fit its length is redrawn instead of cut at the cap, answer lost)
  * Held-out text for bits per byte: --task text --filler brown --tokens 1024 --n 20 --split heldout
  * Evaluation grid (one task, fixed length, depths x samples, held-out filler):
  *   npx vite-node training/gen-data.ts -- --out training/data/eval-passkey-1024.jsonl --seed 1001 \
@@ -33,6 +34,9 @@ const chatShare = Number(arg('chat-share', '0.3'));
 const textShare = Number(arg('text-share', '0.2'));
 const evalTask = arg('task') as TaskName | undefined;
 const fillerName = arg('filler'); // eval: 'repeated' | 'brown' | 'nlp'
+// Training: a row that does not fit its length after 20 tries is dropped and another drawn in its
+// place, instead of being cut at the cap (the default, which the shipped curriculum was built with).
+const noCut = process.argv.includes('--no-cut');
 
 const tok = new Tokenizer(JSON.parse(readFileSync(tokenizerPath, 'utf8')), {} as never);
 const encode = (s: string): number[] => tok.encode(s).ids;
@@ -59,10 +63,13 @@ const MIX: { task: TaskName; weight: number; fillers: string[]; opts?: (r: Rng) 
 
 interface Line { task: string; fmt: string; ids: number[]; ans: number; answer: string; meta: Record<string, unknown> }
 
+// Training rows cut at the cap, losing all or part of their answer (see taskLine).
+let cutRows = 0;
+
 // Chars per token differ per task; learn them as we go so samples land near the target.
 const ratio: Record<string, number> = {};
 
-function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat', filler: FillerSource, extra: Record<string, unknown>, depth?: number): Line {
+function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat', filler: FillerSource, extra: Record<string, unknown>, depth?: number): Line | null {
   for (let attempt = 0; ; attempt++) {
     const r = ratio[task] ?? 3.2;
     const seedForTry = rng.fork();
@@ -89,11 +96,21 @@ function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat
       ratio[task] = r * (tokens / ids.length) * 0.99;
       continue;
     }
-    if (ids.length <= tokens || attempt >= 20) {
-      if (ids.length > tokens) ids.length = tokens; // never happens in practice; keep the cap hard
+    // Training rows that still do not fit after 20 tries are cut to the cap, as the shipped curriculum
+    // was built (the cut drops the answer, so the trainer sees plain task text; counted and reported).
+    // An evaluation row is never cut: past 20 tries a short row is accepted (tooShort), so the ratio
+    // only shrinks from here until a row fits.
+    if (noCut && evalTask === undefined && attempt >= 20 && ids.length > tokens) return null;
+    const cut = evalTask === undefined && attempt >= 20;
+    if (ids.length <= tokens || cut) {
+      if (ids.length > tokens) {
+        ids.length = tokens;
+        cutRows++;
+      }
       const { depth: d, ...rest } = s.meta;
       return { task, fmt, ids, ans: p.length, answer: s.answer, meta: { depth: d, filler: filler.name, ...(evalTask ? rest : {}) } };
     }
+    if (attempt >= 200) throw new Error(`gen-data: no ${task} row of at most ${tokens} tokens in 200 tries`);
     ratio[task] = r * (tokens / ids.length) * 0.97;
   }
 }
@@ -110,7 +127,9 @@ const stream = createWriteStream(out);
 const rng = new Rng(seed);
 let count = 0;
 let totalTokens = 0;
-const write = (l: Line) => {
+let dropped = 0;
+const write = (l: Line | null) => {
+  if (!l) throw new Error('gen-data: an evaluation row did not fit');
   stream.write(JSON.stringify(l) + '\n');
   count++;
   totalTokens += l.ids.length;
@@ -149,7 +168,14 @@ if ((evalTask as string) === 'text') {
     let u = r.next() * totalWeight;
     const m = MIX.find((x) => (u -= x.weight) < 0) ?? MIX[0]!;
     const fmt = r.next() < chatShare ? 'chat' : 'plain';
-    write(taskLine(r, m.task, tokens, fmt, fillers[r.pick(m.fillers)]!, m.opts?.(r) ?? {}));
+    const line = taskLine(r, m.task, tokens, fmt, fillers[r.pick(m.fillers)]!, m.opts?.(r) ?? {});
+    if (!line) {
+      dropped++;
+      i--;
+      continue;
+    }
+    write(line);
   }
 }
-stream.end(() => console.log(`wrote ${count} samples, ${totalTokens} tokens to ${out}`));
+stream.end(() => console.log(`wrote ${count} samples, ${totalTokens} tokens to ${out}` + (cutRows ? ` (${cutRows} training rows cut at the cap, answer lost)` : '') +
+  (dropped ? ` (${dropped} rows that did not fit dropped and redrawn)` : '')));

@@ -16,7 +16,8 @@ export function copySpan(rng: Rng, opts: CopyOptions): TaskSample {
   const k = opts.spanSentences ?? 1;
   const header = 'Read the text below.';
   const source = opts.filler ?? repeatedFiller();
-  const filler = fillerSentences(source, rng, opts.targetChars - header.length - 120);
+  // At least one sentence, however small the target: the task needs a sentence to copy.
+  const filler = fillerSentences(source, rng, Math.max(1, opts.targetChars - header.length - 120));
   // Pick a sentence whose opening words are unique in the context and long enough to cue.
   const openings = filler.map((s) => s.split(' ').slice(0, 4).join(' '));
   const candidates = filler
