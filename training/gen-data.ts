@@ -96,17 +96,16 @@ function taskLine(rng: Rng, task: TaskName, tokens: number, fmt: 'plain' | 'chat
       ratio[task] = r * (tokens / ids.length) * 0.99;
       continue;
     }
-    // Training rows that still do not fit after 20 tries are cut to the cap, as the shipped curriculum
-    // was built (the cut drops the answer, so the trainer sees plain task text; counted and reported).
-    // An evaluation row is never cut: past 20 tries a short row is accepted (tooShort), so the ratio
-    // only shrinks from here until a row fits.
-    if (noCut && evalTask === undefined && attempt >= 20 && ids.length > tokens) return null;
-    const cut = evalTask === undefined && attempt >= 20;
-    if (ids.length <= tokens || cut) {
-      if (ids.length > tokens) {
-        ids.length = tokens;
-        cutRows++;
-      }
+    // A training row that still does not fit after 20 tries is cut to the cap, as the shipped curriculum
+    // was built (the cut drops the answer, so the trainer sees plain task text; counted and reported),
+    // or with --no-cut dropped for the caller to redraw. An evaluation row is never cut: past 20 tries
+    // a short row is accepted (tooShort), so the ratio only shrinks from here until a row fits.
+    if (ids.length > tokens && evalTask === undefined && attempt >= 20) {
+      if (noCut) return null;
+      ids.length = tokens;
+      cutRows++;
+    }
+    if (ids.length <= tokens) {
       const { depth: d, ...rest } = s.meta;
       return { task, fmt, ids, ans: p.length, answer: s.answer, meta: { depth: d, filler: filler.name, ...(evalTask ? rest : {}) } };
     }
