@@ -1,7 +1,6 @@
-import { expect, test, type BrowserContext, type Page } from '@playwright/test';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { ensureTinyChatModel, FIXTURES_DIR } from './pages/fixture-model';
+import { expect, test, type Page } from '@playwright/test';
+import { readFileSync } from 'node:fs';
+import { ensureTinyChatModel, serveFixturesStatically } from './pages/fixture-model';
 
 // The demo's layer-sharing (KVSharer) panel (src/ui/calibration.ts) in Chromium with WebGPU on
 // SwiftShader: calibrate in the engine worker with a progress bar, see the result, download it,
@@ -15,16 +14,6 @@ test.beforeAll(async () => {
   modelPath = (await ensureTinyChatModel()).urlPath;
 });
 
-/** Serves e2e/fixtures with 404s for missing files (as e2e/demo.spec.ts does; Vite answers index.html instead). */
-async function serveFixturesStatically(context: BrowserContext): Promise<void> {
-  await context.route('**/e2e/fixtures/**', async (route) => {
-    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/e2e\/fixtures\//, '');
-    const file = join(FIXTURES_DIR, rel);
-    if (rel.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-    const body = readFileSync(file);
-    await route.fulfill({ status: 200, body, headers: { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream', 'content-length': String(body.length) } });
-  });
-}
 test.beforeEach(async ({ context }) => {
   await serveFixturesStatically(context);
 });

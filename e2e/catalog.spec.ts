@@ -1,11 +1,10 @@
 import { expect, test } from '@playwright/test';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ReferenceModel } from '../src/reference/forward';
 import { toFloat32 } from '../src/model/tensor';
 import { randomQ4Model, writeModelDir } from '../src/model/writers';
 import { loaded, qwenLike } from '../test/engine/fixtures';
-import { FIXTURES_DIR } from './pages/fixture-model';
+import { FIXTURES_DIR, serveFixturesStatically } from './pages/fixture-model';
 
 // A catalogue-style id (WebLLM's name for the real model) served from localhost: a random
 // Qwen2-shaped q4f16_1 MLC build (q_weight / q_scale records, fused c_attn / gate_up_proj),
@@ -38,13 +37,7 @@ test.beforeAll(async () => {
 });
 
 test.beforeEach(async ({ context }) => {
-  await context.route('**/e2e/fixtures/**', async (route) => {
-    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/e2e\/fixtures\//, '');
-    const file = join(FIXTURES_DIR, rel);
-    if (rel.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-    const body = readFileSync(file);
-    await route.fulfill({ status: 200, body, headers: { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream' } });
-  });
+  await serveFixturesStatically(context);
 });
 
 test('a catalogue id resolves to a localhost q4f16_1 MLC directory that loads, chats, and decodes greedily like the reference', async ({ page, baseURL }) => {

@@ -1,8 +1,6 @@
-import { chromium, expect, test, type BrowserContext, type Page } from '@playwright/test';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chromium, expect, test, type Page } from '@playwright/test';
 import { CHROMIUM_BASE_ARGS, CHROMIUM_PATH } from './chromium';
-import { ensureTinyChatModel, FIXTURES_DIR } from './pages/fixture-model';
+import { ensureTinyChatModel, serveFixturesStatically } from './pages/fixture-model';
 import { brownDocuments } from '../src/tasks/corpus-node';
 import { corpusFiller, niah, Rng } from '../src/tasks/index';
 
@@ -15,20 +13,6 @@ test.beforeAll(async () => {
   modelPath = (await ensureTinyChatModel()).urlPath;
 });
 
-/**
- * Serves e2e/fixtures like a static file server: a missing file is a 404. Vite's dev server
- * answers index.html (200) for any missing path, which the model loader's optional-file probes
- * (mlc-chat-config.json, generation_config.json) read as invalid JSON.
- */
-async function serveFixturesStatically(context: BrowserContext): Promise<void> {
-  await context.route('**/e2e/fixtures/**', async (route) => {
-    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/e2e\/fixtures\//, '');
-    const file = join(FIXTURES_DIR, rel);
-    if (rel.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
-    const body = readFileSync(file);
-    await route.fulfill({ status: 200, body, headers: { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream', 'content-length': String(body.length) } });
-  });
-}
 test.beforeEach(async ({ context }) => {
   await serveFixturesStatically(context);
 });

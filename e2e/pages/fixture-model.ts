@@ -3,7 +3,8 @@
  * e2e/fixtures/ (git-ignored) so Vite serves it. Its answers are nonsense, but loading,
  * streaming, the chat template and the worker are all real. Node side only.
  */
-import { existsSync } from 'node:fs';
+import type { BrowserContext } from '@playwright/test';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeModelDir } from '../../src/model/writers';
@@ -23,4 +24,19 @@ export async function ensureTinyChatModel(name = 'tiny-chat'): Promise<{ dir: st
     });
   }
   return { dir, urlPath: `/e2e/fixtures/${name}/` };
+}
+
+/**
+ * Serves e2e/fixtures like a static file server: a missing file is a 404. Vite's dev server
+ * answers index.html (200) for any missing path, which the model loader's optional-file probes
+ * (mlc-chat-config.json, generation_config.json) read as invalid JSON.
+ */
+export async function serveFixturesStatically(context: BrowserContext): Promise<void> {
+  await context.route('**/e2e/fixtures/**', async (route) => {
+    const rel = decodeURIComponent(new URL(route.request().url()).pathname).replace(/^\/e2e\/fixtures\//, '');
+    const file = join(FIXTURES_DIR, rel);
+    if (rel.includes('..') || !existsSync(file)) return route.fulfill({ status: 404, body: 'not found' });
+    const body = readFileSync(file);
+    await route.fulfill({ status: 200, body, headers: { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream', 'content-length': String(body.length) } });
+  });
 }

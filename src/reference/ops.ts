@@ -31,6 +31,22 @@ export function matvec(w: Float32Array, x: Float32Array, n: number, k: number, b
   return y;
 }
 
+/**
+ * Y[m,n] = y0[m,n] (when given) + sum_k X[m,k] W[n,k] + bias[n] for `rows` rows of X, summed in
+ * f64 (JS numbers); W row-major [N, K], X row-major [rows, K]. The reference for the GEMM / matvec kernels.
+ */
+export function linearRows(w: Float32Array, n: number, k: number, x: Float32Array, rows: number, bias?: Float32Array, y0?: Float32Array): Float32Array {
+  const out = new Float32Array(rows * n);
+  for (let m = 0; m < rows; m++) {
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < k; j++) s += x[m * k + j]! * w[i * k + j]!;
+      out[m * n + i] = s + (bias ? bias[i]! : 0) + (y0 ? y0[m * n + i]! : 0);
+    }
+  }
+  return out;
+}
+
 /** RoPE inverse frequencies, with Llama 3 / linear scaling as transformers applies it. */
 export function ropeInvFreq(config: Pick<ModelConfig, 'headDim' | 'ropeTheta' | 'ropeScaling'>): Float32Array {
   const d = config.headDim;

@@ -13,39 +13,14 @@ import {
   type WeightDType,
   type WeightTensor,
 } from '../../src/engine/ops/matmul';
-import { randn, rng, testGpu } from '../gpu';
+import { linearRows } from '../../src/reference/ops';
+import { maxAbs, randn, rms, rng, testGpu } from '../gpu';
 
 // ---- 16-bit encoders / decoders (round to nearest, ties to even), independent of the GPU code ----
 /** Encodes values in `dtype` (little-endian bytes) and returns the bytes plus what they decode to. */
 function encode(values: Float32Array, dtype: WeightDType): { bytes: Uint8Array; decoded: Float32Array } {
   const bytes = encodeFromFloat32(values, dtype);
   return { bytes, decoded: decodeToFloat32(dtype, bytes) };
-}
-
-// ---- plain TypeScript reference ----
-/** Y[m,n] = y0[m,n] (if accumulating) + sum_k X[m,k] W[n,k] + bias[n], accumulated in f64. */
-function reference(w: Float32Array, N: number, K: number, x: Float32Array, rows: number, bias?: Float32Array, y0?: Float32Array): Float32Array {
-  const out = new Float32Array(rows * N);
-  for (let m = 0; m < rows; m++) {
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      out[m * N + n] = s + (bias ? bias[n]! : 0) + (y0 ? y0[m * N + n]! : 0);
-    }
-  }
-  return out;
-}
-
-function rms(a: Float32Array): number {
-  let s = 0;
-  for (const v of a) s += v * v;
-  return Math.sqrt(s / a.length);
-}
-
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const v of a) m = Math.max(m, Math.abs(v));
-  return m;
 }
 
 /**
@@ -111,7 +86,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
     }
   }
   const got = await gpu.readF32(yg, yInit.length);
-  const want = reference(enc.decoded, N, K, x, rows, bias, c.accumulate ? y0 : undefined);
+  const want = linearRows(enc.decoded, N, K, x, rows, bias, c.accumulate ? y0 : undefined);
   const tol = tolerance(enc.decoded, x, K, [...(bias ? [bias] : []), ...(c.accumulate ? [y0] : [])]);
   let worst = 0;
   for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[yOff + i]! - want[i]!) || (Number.isNaN(got[yOff + i]) ? Infinity : 0));

@@ -3,7 +3,8 @@ import { InvalidArgumentError, ShapeMismatchError } from '../../src/errors';
 import { gemmOp, matvecOp, type MatvecSchedule } from '../../src/engine/ops/matmul';
 import { q4EmbedOp, q4GemmOp, q4MatvecOpWith, uploadQ4Tensor, uploadQ4Weight, type Q4WeightTensor } from '../../src/engine/ops/quant';
 import { dequantizeQ4, quantizeQ4, toFloat32, type HostTensor, type Q4Format } from '../../src/model/tensor';
-import { f16BitsToF32, maxAbsDiff, randn, rng, testGpu } from '../gpu';
+import { linearRows } from '../../src/reference/ops';
+import { f16BitsToF32, maxAbsDiff, randn, rms, rng, testGpu } from '../gpu';
 
 // ---- an independent reading of MLC's layout (utils.py convert_uint_to_float + group_quantization.py _dequantize) ----
 function mlcDequantize(t: HostTensor): Float32Array {
@@ -22,25 +23,6 @@ function mlcDequantize(t: HostTensor): Float32Array {
     }
   }
   return out;
-}
-
-/** Y[m,n] = y0 + sum_k X[m,k] W[n,k] + bias[n], in f64. */
-function reference(w: Float32Array, N: number, K: number, x: Float32Array, rows: number, bias?: Float32Array, y0?: Float32Array): Float32Array {
-  const out = new Float32Array(rows * N);
-  for (let m = 0; m < rows; m++) {
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-      out[m * N + n] = s + (bias ? bias[n]! : 0) + (y0 ? y0[m * N + n]! : 0);
-    }
-  }
-  return out;
-}
-
-function rms(a: Float32Array): number {
-  let s = 0;
-  for (const v of a) s += v * v;
-  return Math.sqrt(s / a.length);
 }
 
 /** 1e-4 of a typical length-K dot product: only the f32 accumulation order differs from the f64 reference. */
@@ -119,7 +101,7 @@ async function runCase(c: Case, seed: number): Promise<number> {
     : gemmOp(gpu, w, xb, yb, maxRows, opts).forRows(rows);
   gpu.run([op]);
   const got = await gpu.readF32(yb, yOff + maxRows * N);
-  const want = reference(deq, N, K, x, rows, bias, c.accumulate ? y0.subarray(yOff) : undefined);
+  const want = linearRows(deq, N, K, x, rows, bias, c.accumulate ? y0.subarray(yOff) : undefined);
   const diff = maxAbsDiff(got.subarray(yOff, yOff + rows * N), want);
   expect(diff).toBeLessThanOrEqual(tolerance(deq, x, K));
   // Nothing outside the computed rows is written.
