@@ -16,7 +16,7 @@
  */
 import { Gpu } from '../src/gpu/device';
 import { Engine } from '../src/engine/engine';
-import { copyOp } from '../src/engine/ops/matmul';
+import { copyProbe, matrixElemsPerToken } from './common';
 import type { ModelConfig } from '../src/model/config';
 import { loadPrebuiltCatalog, resolveCatalogModel } from '../src/model/catalog';
 import { Q4_GROUP, encodeFromFloat32, numel, type WeightSet } from '../src/model/tensor';
@@ -82,32 +82,13 @@ function randomQ4Weights(c: ModelConfig): WeightSet {
 
 /** Bytes of f16 weights read per decoded token. */
 function f16BytesPerToken(c: ModelConfig): number {
-  const perLayer = c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
-  return 2 * (perLayer * c.numLayers + c.vocabSize * c.hiddenSize);
+  return 2 * matrixElemsPerToken(c);
 }
 
 /** Bytes of q4 words + f16 scales read per decoded token (every projection and the LM head). */
 function q4BytesPerToken(c: ModelConfig): number {
-  const perLayer = c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
-  const elems = perLayer * c.numLayers + c.vocabSize * c.hiddenSize;
+  const elems = matrixElemsPerToken(c);
   return elems / 2 + (elems / Q4_GROUP) * 2;
-}
-
-async function copyProbe(gpu: Gpu): Promise<number> {
-  const n = 16 * 1024 * 1024; // 64 MiB of f32
-  const src = gpu.storage(n * 4, 'probe.src');
-  const dst = gpu.storage(n * 4, 'probe.dst');
-  const op = copyOp(gpu, src, dst, n);
-  gpu.run([op]);
-  await gpu.device.queue.onSubmittedWorkDone();
-  const reps = 5;
-  const t0 = performance.now();
-  gpu.run(Array(reps).fill(op));
-  await gpu.device.queue.onSubmittedWorkDone();
-  const s = (performance.now() - t0) / 1000;
-  gpu.destroyBuffer(src);
-  gpu.destroyBuffer(dst);
-  return (2 * n * 4 * reps) / s;
 }
 
 const catalog = await loadPrebuiltCatalog();

@@ -12,7 +12,7 @@ import { Engine } from '../src/engine/engine';
 import type { ModelConfig } from '../src/model/config';
 import { randomModel } from '../src/model/writers';
 import type { TensorDtype } from '../src/model/tensor';
-import { copyOp } from '../src/engine/ops/matmul';
+import { copyProbe, matrixElemsPerToken } from './common';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -49,26 +49,7 @@ const models: { name: string; config: ModelConfig; dtype: TensorDtype; prefill: 
 ];
 
 function matrixBytesPerToken(c: ModelConfig, dtype: TensorDtype): number {
-  const b = dtype === 'f32' ? 4 : 2;
-  const perLayer = c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize;
-  return b * (perLayer * c.numLayers + c.vocabSize * c.hiddenSize);
-}
-
-async function copyProbe(gpu: Gpu): Promise<number> {
-  const n = 16 * 1024 * 1024; // 64 MiB of f32
-  const src = gpu.storage(n * 4, 'probe.src');
-  const dst = gpu.storage(n * 4, 'probe.dst');
-  const op = copyOp(gpu, src, dst, n);
-  gpu.run([op]);
-  await gpu.device.queue.onSubmittedWorkDone();
-  const reps = 5;
-  const t0 = performance.now();
-  gpu.run(Array(reps).fill(op));
-  await gpu.device.queue.onSubmittedWorkDone();
-  const s = (performance.now() - t0) / 1000;
-  gpu.destroyBuffer(src);
-  gpu.destroyBuffer(dst);
-  return (2 * n * 4 * reps) / s;
+  return (dtype === 'f32' ? 4 : 2) * matrixElemsPerToken(c);
 }
 
 const gpu = await Gpu.create();
