@@ -4,7 +4,7 @@ import { ReferenceModel } from '../src/reference/forward';
 import { toFloat32 } from '../src/model/tensor';
 import { randomQ4Model, writeModelDir } from '../src/model/writers';
 import { loaded, qwenLike } from '../test/engine/fixtures';
-import { FIXTURES_DIR, serveFixturesStatically } from './pages/fixture-model';
+import { FIXTURES_DIR, serveFixturesStatically, chatmlConvTemplate } from './pages/fixture-model';
 
 // A catalogue-style id (WebLLM's name for the real model) served from localhost: a random
 // Qwen2-shaped q4f16_1 MLC build (q_weight / q_scale records, fused c_attn / gate_up_proj),
@@ -20,19 +20,7 @@ test.beforeAll(async () => {
   await writeModelDir(dir, model.config, model.weights, 'mlc', {
     tokenizerJson: model.tokenizerJson!,
     tokenizerConfig: model.tokenizerConfig!,
-    mlcConvTemplate: {
-      name: 'qwen2',
-      system_template: '<|im_start|>system\n{system_message}<|im_end|>\n',
-      system_message: 'You are a helpful assistant.',
-      add_role_after_system_message: true,
-      roles: { user: '<|im_start|>user', assistant: '<|im_start|>assistant' },
-      role_templates: { user: '{user_message}', assistant: '{assistant_message}' },
-      seps: ['<|im_end|>\n'],
-      role_content_sep: '\n',
-      role_empty_sep: '\n',
-      stop_str: ['<|im_end|>'],
-      stop_token_ids: [eos],
-    },
+    mlcConvTemplate: chatmlConvTemplate('qwen2', eos),
   });
 });
 

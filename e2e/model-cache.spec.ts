@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomQ4Model, writeModelDir } from '../src/model/writers';
 import { loaded, qwenLike } from '../test/engine/fixtures';
-import { FIXTURES_DIR } from './pages/fixture-model';
+import { FIXTURES_DIR, chatmlConvTemplate } from './pages/fixture-model';
 
 // Cache Storage in a real browser (src/model/cache-store.ts): a q4f16_1 MLC model in several
 // shards, served only through the route below (under a path the dev server does not have, so
@@ -27,19 +27,7 @@ test.beforeAll(async () => {
     {
       tokenizerJson: model.tokenizerJson!,
       tokenizerConfig: model.tokenizerConfig!,
-      mlcConvTemplate: {
-        name: 'chatml',
-        system_template: '<|im_start|>system\n{system_message}<|im_end|>\n',
-        system_message: 'You are a helpful assistant.',
-        add_role_after_system_message: true,
-        roles: { user: '<|im_start|>user', assistant: '<|im_start|>assistant' },
-        role_templates: { user: '{user_message}', assistant: '{assistant_message}' },
-        seps: ['<|im_end|>\n'],
-        role_content_sep: '\n',
-        role_empty_sep: '\n',
-        stop_str: ['<|im_end|>'],
-        stop_token_ids: [eos],
-      },
+      mlcConvTemplate: chatmlConvTemplate('chatml', eos),
     },
     { maxShardBytes: 48_000 },
   );

@@ -7,6 +7,7 @@ import type { BrowserContext } from '@playwright/test';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { MlcConvTemplate } from '../../src/model/chat-template';
 import { writeModelDir } from '../../src/model/writers';
 import { loaded, randomWeights, smolLike } from '../../test/engine/fixtures';
 
@@ -39,4 +40,21 @@ export async function serveFixturesStatically(context: BrowserContext): Promise<
     const body = readFileSync(file);
     await route.fulfill({ status: 200, body, headers: { 'content-type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream', 'content-length': String(body.length) } });
   });
+}
+
+/** A ChatML conversation template in MLC's `conv_template` form (Qwen2 / SmolLM style), ending turns at `eos`. */
+export function chatmlConvTemplate(name: string, eos: number): MlcConvTemplate {
+  return {
+    name,
+    system_template: '<|im_start|>system\n{system_message}<|im_end|>\n',
+    system_message: 'You are a helpful assistant.',
+    add_role_after_system_message: true,
+    roles: { user: '<|im_start|>user', assistant: '<|im_start|>assistant' },
+    role_templates: { user: '{user_message}', assistant: '{assistant_message}' },
+    seps: ['<|im_end|>\n'],
+    role_content_sep: '\n',
+    role_empty_sep: '\n',
+    stop_str: ['<|im_end|>'],
+    stop_token_ids: [eos],
+  };
 }
