@@ -8,6 +8,7 @@
  * changes and snapshots to it.
  */
 import type { CacheSnapshot, CalibrationProgressEvent, KvscopeEngine, SharingMap, SharingSavings } from '../api/index';
+import { formatBytes } from './format';
 
 export interface CalibrationHooks {
   /** The loaded engine, or null. */
@@ -29,14 +30,6 @@ type AnyMap = SharingMap | Record<string, number>;
 
 /** The number of calibration texts shipped with kvscope (src/kv/calibration-texts.ts). */
 const SHIPPED_SAMPLES = 30;
-
-function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return '–';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
 
 function describeError(e: unknown): string {
   const err = e as { name?: string; code?: string; message?: string };

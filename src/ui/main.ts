@@ -6,6 +6,7 @@
 import { headRolesSpec } from '../kv/head-roles';
 import { createEngine, type ChatMessage, type CacheSnapshot, type CompletionUsage, type KvscopeEngine, type PolicyInfo, type PolicyParamInfo } from '../api/index';
 import { cellAt, drawHeatmap } from './heatmap';
+import { formatBytes } from './format';
 import { mountModelPicker } from './model-picker';
 import { mountCalibrationPanel } from './calibration';
 
@@ -81,14 +82,6 @@ function describeError(e: unknown): string {
   const err = e as { name?: string; code?: string; message?: string };
   const kind = err?.code ? `${err.name ?? 'Error'} (${err.code})` : (err?.name ?? 'Error');
   return `${kind}: ${err?.message ?? String(e)}`;
-}
-
-function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return '–';
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 // WebLLM's catalogue in #model-choice (src/ui/model-picker.ts).
