@@ -20,17 +20,6 @@ export function rmsnorm(x: Float32Array, w: Float32Array, eps: number): Float32A
   return out;
 }
 
-/** y[n] = sum_k W[n,k] x[k] (+ b[n]); W row-major [N, K]. */
-export function matvec(w: Float32Array, x: Float32Array, n: number, k: number, bias?: Float32Array): Float32Array {
-  const y = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let j = 0; j < k; j++) s += w[i * k + j]! * x[j]!;
-    y[i] = s + (bias ? bias[i]! : 0);
-  }
-  return y;
-}
-
 /**
  * Y[m,n] = y0[m,n] (when given) + sum_k X[m,k] W[n,k] + bias[n] for `rows` rows of X, summed in
  * f64 (JS numbers); W row-major [N, K], X row-major [rows, K]. The reference for the GEMM / matvec kernels.
@@ -45,6 +34,11 @@ export function linearRows(w: Float32Array, n: number, k: number, x: Float32Arra
     }
   }
   return out;
+}
+
+/** y[n] = sum_k W[n,k] x[k] (+ b[n]); W row-major [N, K]: one row of linearRows. */
+export function matvec(w: Float32Array, x: Float32Array, n: number, k: number, bias?: Float32Array): Float32Array {
+  return linearRows(w, n, k, x, 1, bias);
 }
 
 /** RoPE inverse frequencies, with Llama 3 / linear scaling as transformers applies it. */
