@@ -57,6 +57,11 @@ def load_ckpt(path: str) -> Llama:
     return model.eval()
 
 
+def load_model(path: str) -> Llama:
+    """A training checkpoint (.pt) or an exported HF directory."""
+    return load_ckpt(path) if path.endswith(".pt") else load_hf(path)
+
+
 class Detok:
     """Byte-level BPE decoding from tokenizer.json (for displaying sample outputs)."""
 
@@ -88,11 +93,13 @@ def load_jsonl(path):
 
 
 @torch.no_grad()
-def score(model, s, window=None, sinks=0):
+def score(model, s, window=None, sinks=0, with_eos=False):
+    """Teacher-forced argmax at each answer token; exact = all right. The closing <|eos|> is not
+    scored unless with_eos (then pred has one more entry, and exact needs it too)."""
     ids = torch.tensor(s["ids"][:-1])[None]
     logits = model(ids, window=window, sinks=sinks)[0]
     a = s["ans"]
-    n_ans = len(s["ids"]) - 1 - a
+    n_ans = len(s["ids"]) - a - (0 if with_eos else 1)
     pred = logits[a - 1: a - 1 + n_ans].argmax(-1)
     return bool((pred == torch.tensor(s["ids"][a: a + n_ans])).all()), pred.tolist()
 

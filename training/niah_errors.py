@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="only the summary line")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = E.load_ckpt(args.model) if args.model.endswith(".pt") else E.load_hf(args.model)
+    model = E.load_model(args.model)
     det = E.Detok(os.path.join(HERE, "..", "models", "kvscope-tiny", "hf", "tokenizer.json"))
     rows = E.load_jsonl(args.data)[:: args.every]
     ok, wrong_at, borrowed = 0, {}, 0
