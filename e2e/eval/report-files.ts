@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { aggregate, renderHtml, toCsv, toMarkdown } from '../../src/eval/report';
+import { aggregate, renderHtml, toCsv, toMarkdown, type AggregateOptions } from '../../src/eval/report';
 import type { EvalResult } from '../../src/eval/runner';
 
 export function uplotAssets(): { js: string; css: string } {
@@ -13,8 +13,10 @@ export function uplotAssets(): { js: string; css: string } {
 }
 
 /** Writes report.html, and next to it report.csv (every cell) and report.md (one summary table). */
-export function writeReport(results: EvalResult[], out: string, title: string, note?: string): { html: string; csv: string; md: string; groups: number } {
-  const groups = aggregate(results);
+export function writeReport(
+  results: EvalResult[], out: string, title: string, note?: string, opts: AggregateOptions = {},
+): { html: string; csv: string; md: string; groups: number } {
+  const groups = aggregate(results, opts);
   const { js, css } = uplotAssets();
   mkdirSync(dirname(resolve(out)), { recursive: true });
   const csv = out.replace(/\.html?$/, '') + '.csv';

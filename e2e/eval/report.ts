@@ -1,10 +1,12 @@
 /**
  * npm run eval:report -- --in eval-results/quick-node.jsonl [--in more.jsonl ...]
  *                        [--out eval-results/report.html] [--title "..."] [--screenshot report.png]
+ *                        [--min-full 0.1]
  *
  * Writes the HTML report (uPlot inlined: opens offline), a CSV of every cell and a Markdown
  * summary table next to it (report.html -> report.csv, report.md); --screenshot renders the
- * page in Chromium and saves a PNG.
+ * page in Chromium and saves a PNG. --min-full: below this full-cache score a task group gets
+ * no critical footprint (default 0.1; 90% of a near-zero score is reached by noise).
  */
 import { readResults } from './harness';
 import { screenshot, writeReport } from './report-files';
@@ -16,6 +18,7 @@ async function main(): Promise<void> {
   let title = 'kvscope evaluation';
   let note: string | undefined;
   let shot: string | undefined;
+  let minFull: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
@@ -25,13 +28,16 @@ async function main(): Promise<void> {
     else if (a === '--title') title = v;
     else if (a === '--note') note = v;
     else if (a === '--screenshot') shot = v;
-    else throw new Error(`Unknown option ${a} (options: --in --out --title --note --screenshot)`);
+    else if (a === '--min-full') {
+      minFull = Number(v);
+      if (!(Number.isFinite(minFull) && minFull >= 0 && minFull <= 1)) throw new Error(`--min-full must be a number in [0, 1], got ${v}`);
+    } else throw new Error(`Unknown option ${a} (options: --in --out --title --note --screenshot --min-full)`);
     i++;
   }
   if (!ins.length) throw new Error('Usage: npm run eval:report -- --in results.jsonl [--out report.html]');
   const results = ins.flatMap((f) => readResults(f));
   if (!results.length) throw new Error(`No results in ${ins.join(', ')}.`);
-  const r = writeReport(results, out, title, note);
+  const r = writeReport(results, out, title, note, minFull === undefined ? {} : { minFullScore: minFull });
   console.error(`${results.length} results, ${r.groups} task groups -> ${r.html}, ${r.csv}, ${r.md}`);
   if (shot) {
     await screenshot(out, shot);

@@ -3,6 +3,7 @@
  * are passed in and inlined, so the file opens offline). Pure functions: the CLI reads and
  * writes the files.
  */
+import { InvalidArgumentError } from '../errors';
 import { criticalFootprint } from '../metrics/footprint';
 import type { EvalResult } from './runner';
 
@@ -51,8 +52,21 @@ export function groupKey(r: Pick<EvalResult, 'model' | 'taskLabel' | 'contextLen
   return `${r.model} / ${r.taskLabel} @ ${r.contextLength} tokens (${r.backend})`;
 }
 
+export interface AggregateOptions {
+  /**
+   * Below this full-cache score no critical footprint is given (default 0.1): 90% of a score
+   * near 0 is reached by noise (a vartrack cell at 4% "keeps" it with 1-3% of names that happen
+   * to match), so it would rank policies by chance.
+   */
+  minFullScore?: number;
+}
+
 /** Means per (task group, policy, budget); later lines for an id replace earlier ones. */
-export function aggregate(results: readonly EvalResult[]): GroupSummary[] {
+export function aggregate(results: readonly EvalResult[], opts: AggregateOptions = {}): GroupSummary[] {
+  const minFull = opts.minFullScore ?? 0.1;
+  if (!(Number.isFinite(minFull) && minFull >= 0 && minFull <= 1)) {
+    throw new InvalidArgumentError(`minFullScore must be in [0, 1], got ${minFull}.`);
+  }
   const latest = new Map<string, EvalResult>();
   for (const r of results) latest.set(`${r.backend}|${r.id}`, r);
   const cells = new Map<string, EvalResult[]>();
@@ -88,6 +102,9 @@ export function aggregate(results: readonly EvalResult[]): GroupSummary[] {
       const pts = cs.filter((c) => c.policyLabel === policyLabel && c.footprint !== null).map((c) => ({ footprint: c.footprint!, score: c.score }));
       if (fullScore === null) return { policyLabel, value: null, note: 'no full-cache run' };
       if (fullScore <= 0) return { policyLabel, value: null, note: 'full-cache score is 0' };
+      if (fullScore < minFull) {
+        return { policyLabel, value: null, note: `full-cache score ${fullScore.toFixed(3)} is below ${minFull}: too low to measure against` };
+      }
       const value = criticalFootprint(pts, fullScore);
       return { policyLabel, value, note: value === null ? 'below 90% of full at every budget' : '' };
     });

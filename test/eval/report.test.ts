@@ -47,6 +47,19 @@ describe('eval report', () => {
     expect(aggregate(zero)[0]!.critical.every((c) => c.value === null && c.note === 'full-cache score is 0')).toBe(true);
   });
 
+  it('gives no critical footprint when the full cache scores below the floor (noise would pass 90% of it)', () => {
+    // Scale every score to 1/20: full 0.05; streaming 1/8 reaches 0.025, 1/4 and 1/2 0.05.
+    const low = results.map((r) => ({ ...r, score: r.score / 20 }));
+    const [g] = aggregate(low);
+    expect(g!.fullScore).toBeCloseTo(0.05);
+    expect(g!.critical.map((c) => c.value)).toEqual([null, null]);
+    expect(g!.critical[0]!.note).toMatch(/0\.050 is below 0\.1/);
+    // With the floor lowered the same points give the same answer as at full scale.
+    const [g2] = aggregate(low, { minFullScore: 0.01 });
+    expect(g2!.critical.find((c) => c.policyLabel === 'streaming')!.value).toBe(0.35);
+    expect(() => aggregate(results, { minFullScore: 2 })).toThrow(/minFullScore/);
+  });
+
   it('a later line for the same id replaces the earlier one', () => {
     const rerun = [...results, { ...results[2]!, score: 1 }];
     const [g] = aggregate(rerun);
