@@ -1,4 +1,4 @@
-import { NoWebGPUError, OutOfMemoryError } from '../errors';
+import { InvalidArgumentError, NoWebGPUError, OutOfMemoryError } from '../errors';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -50,6 +50,14 @@ export async function getWebGPU(nodeFlags: string[] = []): Promise<GPU> {
 
 const nodeInstances = new Map<string, GPU>();
 
+/** KVSCOPE_KERNELS in Node (auto / cpu / gpu); 'auto' elsewhere or when unset. */
+function kernelsFromEnv(): 'auto' | 'cpu' | 'gpu' {
+  const v = isNode() ? process.env.KVSCOPE_KERNELS : undefined;
+  if (v === undefined || v === '') return 'auto';
+  if (v === 'auto' || v === 'cpu' || v === 'gpu') return v;
+  throw new InvalidArgumentError(`KVSCOPE_KERNELS must be auto, cpu or gpu (got "${v}").`);
+}
+
 export interface GpuOptions {
   /** Dawn toggles for Node, e.g. ['enable-dawn-features=disable_robustness']. */
   nodeFlags?: string[];
@@ -60,7 +68,8 @@ export interface GpuOptions {
    * Which kernel variants to run where a kernel has a CPU-friendly one (row-per-invocation
    * attention and RMSNorm, the 'rows' matvec schedule, 16 x 8 GEMM tiles, narrow cache-selection
    * workgroups): 'auto' (default) by adapter,
-   * 'cpu' or 'gpu' to force one set (tests run the GPU set on SwiftShader this way).
+   * 'cpu' or 'gpu' to force one set (tests run the GPU set on SwiftShader this way). In Node,
+   * when this is not given, the environment variable KVSCOPE_KERNELS (auto / cpu / gpu) sets it.
    */
   kernels?: 'auto' | 'cpu' | 'gpu';
 }
@@ -116,6 +125,7 @@ export class Gpu {
   }
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
+    const kernels = options.kernels ?? kernelsFromEnv();
     const gpu = await getWebGPU(options.nodeFlags);
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
     if (!adapter) {
@@ -138,7 +148,7 @@ export class Gpu {
         maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
       },
     });
-    const g = new Gpu(device, adapter.info, options.kernels);
+    const g = new Gpu(device, adapter.info, kernels);
     Gpu.liveDevices.add(g);
     return g;
   }
