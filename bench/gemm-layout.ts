@@ -10,18 +10,10 @@
  */
 import { Gpu, type Op } from '../src/gpu/device';
 import { gemmOp, uploadWeight } from '../src/engine/ops/matmul';
+import { timeOps } from './common';
 const gpu = await Gpu.create();
 console.log(`adapter: ${gpu.adapterInfo.description}`);
-async function time(ops: Op[]): Promise<number> {
-  gpu.run(ops); await gpu.device.queue.onSubmittedWorkDone();
-  let best = Infinity;
-  for (let t = 0; t < 3; t++) {
-    const reps = 20; const b: Op[] = []; for (let i = 0; i < reps; i++) b.push(...ops);
-    const t0 = performance.now(); gpu.run(b); await gpu.device.queue.onSubmittedWorkDone();
-    best = Math.min(best, (performance.now() - t0) / 1000 / reps);
-  }
-  return best;
-}
+const time = async (ops: Op[]): Promise<number> => (await timeOps(gpu, ops)).wall;
 const cases: [number, number, number][] = [[128, 256, 256], [128, 512, 256], [128, 256, 512], [64, 1536, 576]];
 for (const [m, n, k] of cases) {
   const wf = new Float32Array(n * k).map(() => Math.random() - 0.5);

@@ -14,6 +14,7 @@
  * CPU time of this process, which stays meaningful when other jobs share the CPU.
  */
 import { Gpu, type Op } from '../src/gpu/device';
+import { timeOps as timeOpsOn, type Timing } from './common';
 import { copyOp, gemmOp, matvecOpWith, matvecScheduleFor, uploadWeight, type MatvecSchedule, type WeightDType } from '../src/engine/ops/matmul';
 
 const args = process.argv.slice(2);
@@ -26,34 +27,8 @@ const schedule = scheduleArg ?? matvecScheduleFor(gpu);
 const info = gpu.adapterInfo;
 console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description} | matvec schedule: ${schedule} | ${fast ? 'robustness off' : 'validation on'}`);
 
-interface Timing {
-  wall: number; // seconds per repetition, wall clock
-  cpu: number; // CPU seconds per repetition, all threads of this process (robust to other load on the machine)
-}
-
-/** Time per repetition of `ops`: submits enough repetitions to fill ~`seconds`, best of 3. */
-async function timeOps(ops: Op[]): Promise<Timing> {
-  gpu.run(ops);
-  await gpu.device.queue.onSubmittedWorkDone();
-  let t0 = performance.now();
-  gpu.run(ops);
-  await gpu.device.queue.onSubmittedWorkDone();
-  const once = Math.max((performance.now() - t0) / 1000, 1e-5);
-  const reps = Math.max(1, Math.min(500, Math.round(seconds / once)));
-  const batch: Op[] = [];
-  for (let i = 0; i < reps; i++) batch.push(...ops);
-  const best: Timing = { wall: Infinity, cpu: Infinity };
-  for (let trial = 0; trial < 3; trial++) {
-    const c0 = process.cpuUsage();
-    t0 = performance.now();
-    gpu.run(batch);
-    await gpu.device.queue.onSubmittedWorkDone();
-    const c = process.cpuUsage(c0);
-    best.wall = Math.min(best.wall, (performance.now() - t0) / 1000 / reps);
-    best.cpu = Math.min(best.cpu, (c.user + c.system) / 1e6 / reps);
-  }
-  return best;
-}
+/** Time per repetition of `ops` on this run's device (bench/common.ts). */
+const timeOps = (ops: Op[]): Promise<Timing> => timeOpsOn(gpu, ops, seconds);
 
 function randomBytes(n: number, dtype: WeightDType): Uint8Array {
   // Small finite values in every dtype: f32 in [-0.05, 0.05); 16-bit patterns with a tame exponent.

@@ -28,10 +28,8 @@ async function main(): Promise<void> {
     else if (a === '--title') title = v;
     else if (a === '--note') note = v;
     else if (a === '--screenshot') shot = v;
-    else if (a === '--min-full') {
-      minFull = Number(v);
-      if (!(Number.isFinite(minFull) && minFull >= 0 && minFull <= 1)) throw new Error(`--min-full must be a number in [0, 1], got ${v}`);
-    } else throw new Error(`Unknown option ${a} (options: --in --out --title --note --screenshot --min-full)`);
+    else if (a === '--min-full') minFull = Number(v); // range-checked by aggregate()
+    else throw new Error(`Unknown option ${a} (options: --in --out --title --note --screenshot --min-full)`);
     i++;
   }
   if (!ins.length) throw new Error('Usage: npm run eval:report -- --in results.jsonl [--out report.html]');

@@ -65,7 +65,7 @@ export interface AggregateOptions {
 export function aggregate(results: readonly EvalResult[], opts: AggregateOptions = {}): GroupSummary[] {
   const minFull = opts.minFullScore ?? 0.1;
   if (!(Number.isFinite(minFull) && minFull >= 0 && minFull <= 1)) {
-    throw new InvalidArgumentError(`minFullScore must be in [0, 1], got ${minFull}.`);
+    throw new InvalidArgumentError(`minFullScore (eval:report --min-full) must be in [0, 1], got ${minFull}.`);
   }
   const latest = new Map<string, EvalResult>();
   for (const r of results) latest.set(`${r.backend}|${r.id}`, r);
