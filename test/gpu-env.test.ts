@@ -24,3 +24,26 @@ describe('KVSCOPE_KERNELS picks the kernel set in Node when Gpu.create is not to
     await expect(Gpu.create()).rejects.toThrow(/KVSCOPE_KERNELS must be auto, cpu or gpu/);
   });
 });
+
+describe('KVSCOPE_WEIGHT_LAYOUT picks the projection layout in Node when Gpu.create is not told', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+
+  it("auto is 'nk' on SwiftShader; kn / nk force it; an explicit option wins; a bad value is a typed error", async () => {
+    const auto = await Gpu.create();
+    expect(auto.weightLayout).toBe('nk');
+    auto.destroy();
+    vi.stubEnv('KVSCOPE_WEIGHT_LAYOUT', 'kn');
+    const kn = await Gpu.create();
+    expect(kn.weightLayout).toBe('kn');
+    kn.destroy();
+    const nk = await Gpu.create({ weightLayout: 'nk' });
+    expect(nk.weightLayout).toBe('nk');
+    nk.destroy();
+    vi.stubEnv('KVSCOPE_WEIGHT_LAYOUT', 'transposed');
+    await expect(Gpu.create()).rejects.toThrow(/KVSCOPE_WEIGHT_LAYOUT must be auto, nk or kn/);
+    vi.unstubAllEnvs();
+    await expect(Gpu.create({ weightLayout: 'tn' as 'kn' })).rejects.toThrow(InvalidArgumentError);
+  });
+});

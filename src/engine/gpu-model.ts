@@ -24,7 +24,7 @@ import {
   swigluOp,
   type RowOp,
 } from './ops/basic';
-import { gemmOp, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul';
+import { gemmOp, knLayoutFits, matvecOp, uploadWeight, type WeightTensor } from './ops/matmul';
 import { isQ4Weight, q4EmbedOp, uploadQ4Tensor, type Q4WeightTensor } from './ops/quant';
 import { sampleOp, type SampleOp, type SamplingParams } from './ops/sample';
 import { KvCache } from '../kv/cache';
@@ -153,8 +153,11 @@ export class GpuModel {
     const cosB = gpu.storage(cos, 'rope.cos', 'activations');
     const sinB = gpu.storage(sin, 'rope.sin', 'activations');
 
-    const upload = (t: HostTensor, label: string): WeightTensor | Q4WeightTensor => {
-      const w = t.q4 ? uploadQ4Tensor(gpu, t, label) : uploadWeight(gpu, t.dtype, t.shape[0]!, t.shape[1]!, t.data, label);
+    // Projections in the adapter's layout (gpu.weightLayout); the embedding (also the tied LM
+    // head, which the embedding lookup reads by row) always as in the file.
+    const upload = (t: HostTensor, label: string, projection = true): WeightTensor | Q4WeightTensor => {
+      const layout = projection && gpu.weightLayout === 'kn' && knLayoutFits(t.shape[0]!) ? 'kn' : 'nk';
+      const w = t.q4 ? uploadQ4Tensor(gpu, t, label) : uploadWeight(gpu, t.dtype, t.shape[0]!, t.shape[1]!, t.data, label, layout);
       this.weightTensors.push(w);
       return w;
     };
@@ -166,7 +169,7 @@ export class GpuModel {
     };
 
     const embT = tensor(weights, 'model.embed_tokens.weight');
-    const emb = upload(embT, 'embed_tokens');
+    const emb = upload(embT, 'embed_tokens', false);
     this.embed = isQ4Weight(emb) ? q4EmbedOp(gpu, emb, H, this.tokens, x) : embedOp(gpu, emb.buffer, emb.dtype, H, this.tokens, x);
 
     for (let l = 0; l < c.numLayers; l++) {

@@ -58,6 +58,14 @@ function kernelsFromEnv(): 'auto' | 'cpu' | 'gpu' {
   throw new InvalidArgumentError(`KVSCOPE_KERNELS must be auto, cpu or gpu (got "${v}").`);
 }
 
+/** KVSCOPE_WEIGHT_LAYOUT in Node (auto / nk / kn); 'auto' elsewhere or when unset. */
+function weightLayoutFromEnv(): 'auto' | 'nk' | 'kn' {
+  const v = isNode() ? process.env.KVSCOPE_WEIGHT_LAYOUT : undefined;
+  if (v === undefined || v === '') return 'auto';
+  if (v === 'auto' || v === 'nk' || v === 'kn') return v;
+  throw new InvalidArgumentError(`KVSCOPE_WEIGHT_LAYOUT must be auto, nk or kn (got "${v}").`);
+}
+
 export interface GpuOptions {
   /** Dawn toggles for Node, e.g. ['enable-dawn-features=disable_robustness']. */
   nodeFlags?: string[];
@@ -72,6 +80,13 @@ export interface GpuOptions {
    * when this is not given, the environment variable KVSCOPE_KERNELS (auto / cpu / gpu) sets it.
    */
   kernels?: 'auto' | 'cpu' | 'gpu';
+  /**
+   * How models store their projection weights: 'nk' as in the file ([out, in]), 'kn'
+   * transposed ([in, out]; shaders/matmul_kn.wgsl), or 'auto' (default): 'kn' on llvmpipe /
+   * lavapipe, where its products run about 2x faster, 'nk' elsewhere (SwiftShader and GPUs).
+   * In Node, when this is not given, KVSCOPE_WEIGHT_LAYOUT (auto / nk / kn) sets it.
+   */
+  weightLayout?: 'auto' | 'nk' | 'kn';
 }
 
 /** One dispatch: a pipeline, its bind group and a workgroup count. */
@@ -100,6 +115,8 @@ export class Gpu {
   readonly hasSubgroups: boolean;
   /** A CPU implementation (SwiftShader, llvmpipe, WARP), or `kernels: 'cpu'`: kernels pick their CPU-friendly variant. */
   readonly cpuAdapter: boolean;
+  /** The layout models upload their projection weights in (see GpuOptions.weightLayout). */
+  readonly weightLayout: 'nk' | 'kn';
   readonly maxBinding: number;
   readonly maxWorkgroupsPerDim: number;
   private pipelines = new Map<string, GPUComputePipeline>();
@@ -109,7 +126,7 @@ export class Gpu {
   private owner: object | null = null;
   private owned = new Map<object, { buffer: GPUBuffer; tag: string }[]>();
 
-  private constructor(device: GPUDevice, info: GPUAdapterInfo, kernels: 'auto' | 'cpu' | 'gpu' = 'auto') {
+  private constructor(device: GPUDevice, info: GPUAdapterInfo, kernels: 'auto' | 'cpu' | 'gpu' = 'auto', layout: 'auto' | 'nk' | 'kn' = 'auto') {
     this.device = device;
     this.adapterInfo = info;
     this.hasF16 = device.features.has('shader-f16');
@@ -117,6 +134,7 @@ export class Gpu {
     const i = info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
     const detected = i.isFallbackAdapter === true || /swiftshader|llvmpipe|lavapipe|warp/i.test(`${i.architecture} ${i.device} ${i.description}`);
     this.cpuAdapter = kernels === 'auto' ? detected : kernels === 'cpu';
+    this.weightLayout = layout === 'auto' ? (/llvmpipe|lavapipe/i.test(`${i.device} ${i.description}`) ? 'kn' : 'nk') : layout;
     this.maxBinding = device.limits.maxStorageBufferBindingSize;
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     void device.lost.then((info) => {
@@ -126,6 +144,8 @@ export class Gpu {
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
     const kernels = options.kernels ?? kernelsFromEnv();
+    const layout = options.weightLayout ?? weightLayoutFromEnv();
+    if (layout !== 'auto' && layout !== 'nk' && layout !== 'kn') throw new InvalidArgumentError(`weightLayout must be auto, nk or kn (got ${String(layout)}).`);
     const gpu = await getWebGPU(options.nodeFlags);
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
     if (!adapter) {
@@ -148,7 +168,7 @@ export class Gpu {
         maxStorageBuffersPerShaderStage: lim.maxStorageBuffersPerShaderStage,
       },
     });
-    const g = new Gpu(device, adapter.info, kernels);
+    const g = new Gpu(device, adapter.info, kernels, layout);
     Gpu.liveDevices.add(g);
     return g;
   }

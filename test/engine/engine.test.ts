@@ -3,6 +3,7 @@ import { Engine } from '../../src/engine/engine';
 import { ReferenceModel } from '../../src/reference/forward';
 import { ContextOverflowError, InvalidArgumentError } from '../../src/errors';
 import type { ModelConfig } from '../../src/model/config';
+import { Gpu } from '../../src/gpu/device';
 import { testGpu, rng } from '../gpu';
 import { argmax, f32Weights, llama3Like, loaded, qwenLike, randomWeights, smolLike, top2Margin } from './fixtures';
 
@@ -15,9 +16,9 @@ function randomTokens(n: number, vocab: number, seed: number): number[] {
  * 64 teacher-forced decode steps against the reference: max |logit difference| within `tol`,
  * and the same argmax wherever the reference's top-2 margin exceeds 10x the tolerance.
  */
-async function checkTeacherForced(config: ModelConfig, dtype: 'f32' | 'f16' | 'bf16', tol: number, seed: number) {
+async function checkTeacherForced(config: ModelConfig, dtype: 'f32' | 'f16' | 'bf16', tol: number, seed: number, device?: Gpu) {
   const weights = randomWeights(config, dtype, seed);
-  const gpu = await testGpu();
+  const gpu = device ?? (await testGpu());
   const engine = await Engine.load({ model: loaded(config, weights), gpu, contextLength: 128, prefillChunk: 16 });
   const ref = new ReferenceModel(config, f32Weights(weights), 128);
   const tokens = randomTokens(64, config.vocabSize, seed + 1);
@@ -57,6 +58,32 @@ describe('engine vs reference forward (teacher forcing, 64 steps)', () => {
   it('Llama 3-shaped (llama3 rope scaling, MQA, head_dim 64), bf16 weights', async () => {
     const { maxDiff } = await checkTeacherForced(llama3Like, 'bf16', 2e-2, 15);
     console.log(`llama3 bf16 max|dlogit| = ${maxDiff.toExponential(2)}`);
+  });
+});
+
+describe("projections stored transposed (weightLayout 'kn', what lavapipe gets)", () => {
+  it('teacher forcing (tied and untied LM heads) and chunked prefill follow the reference', async () => {
+    const gpu = await Gpu.create({ weightLayout: 'kn' });
+    try {
+      expect(gpu.weightLayout).toBe('kn');
+      // Qwen2-shaped: QKV bias, untied LM head (a 'kn' matvec); SmolLM2-shaped f16: tied head.
+      const q = await checkTeacherForced(qwenLike, 'f32', 1e-3, 31, gpu);
+      const s = await checkTeacherForced(smolLike, 'f16', 2e-2, 32, gpu);
+      console.log(`'kn' layout: qwen f32 max|dlogit| = ${q.maxDiff.toExponential(2)}, smol f16 ${s.maxDiff.toExponential(2)}`);
+      // Chunked prefill (GEMMs) on a fresh engine against a fresh reference (the reference keeps a cache).
+      const prompt = randomTokens(45, qwenLike.vocabSize, 33);
+      const engine = await Engine.load({ model: loaded(qwenLike, q.weights), gpu, contextLength: 128, prefillChunk: 16 });
+      const logits = await engine.prefillLogits(prompt);
+      const last = new ReferenceModel(qwenLike, f32Weights(q.weights), 128).forwardAll(prompt).at(-1)!;
+      let d = 0;
+      for (let j = 0; j < last.length; j++) d = Math.max(d, Math.abs(last[j]! - logits[j]!));
+      expect(d).toBeLessThan(1e-3);
+      engine.unload();
+      q.engine.unload();
+      s.engine.unload();
+    } finally {
+      gpu.destroy();
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import {
   uploadWeight,
   type MatvecSchedule,
   type WeightDType,
+  type WeightLayout,
   type WeightTensor,
 } from '../../src/engine/ops/matmul';
 import { linearRows } from '../../src/reference/ops';
@@ -46,6 +47,8 @@ interface Case {
   gpuOverride?: (gpu: Gpu) => Gpu;
   /** 'gpu': the kernel variants GPUs get (gemm: 8 x 8 tiles instead of SwiftShader's 16 x 8). */
   kernels?: 'auto' | 'gpu';
+  /** 'kn': the weight stored transposed (shaders/matmul_kn.wgsl). */
+  layout?: WeightLayout;
 }
 
 const SENTINEL = -12345;
@@ -60,7 +63,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
   const xOff = c.xOffset ?? 0;
   const yOff = c.yOffset ?? 0;
   const enc = encode(randn(N * K, r, 0.05), c.dtype);
-  const w: WeightTensor = uploadWeight(gpu, c.dtype, N, K, enc.bytes, `w${seed}`);
+  const w: WeightTensor = uploadWeight(gpu, c.dtype, N, K, enc.bytes, `w${seed}`, c.layout);
   const x = randn(maxRows * K, r, 1);
   const xBuf = new Float32Array(xOff + maxRows * K + 5).fill(SENTINEL);
   xBuf.set(x, xOff);
@@ -190,6 +193,54 @@ describe('gemm', () => {
     const g = gemmOp(gpu, w, gpu.storage(4 * 4 * 4, 'x'), gpu.storage(4 * 4 * 4, 'y'), 4);
     expect(() => g.forRows(5)).toThrow(/rows/);
     expect(() => g.forRows(0)).toThrow(/rows/);
+  });
+});
+
+// The transposed ('kn') layout: both products against the same reference, every dtype, the
+// epilogue options, offsets, partial tiles (rows not a multiple of 8, quads not a multiple of 32).
+describe("'kn' weight layout", () => {
+  let seed = 3000;
+  for (const dtype of ['f32', 'f16', 'bf16'] as WeightDType[]) {
+    it(`${dtype} matvec: plain / bias / accumulate / both, offsets, one-quad N, 2-D grid`, async () => {
+      await runCase({ dtype, layout: 'kn', N: 96, K: 200 }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 100, K: 200, bias: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 100, K: 576, accumulate: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 132, K: 64, bias: true, accumulate: true, xOffset: 3, yOffset: 1 }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 4, K: dtype === 'f32' ? 7 : 6 }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 2000, K: 24, gpuOverride: tinyGrid, bias: true }, seed++);
+    });
+    it(`${dtype} gemm: rows 1, 7, 64, 150; N 4 .. 1028; bias / accumulate; offsets`, async () => {
+      await runCase({ dtype, layout: 'kn', N: 96, K: 200, rows: 1 }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 100, K: 200, rows: 7, bias: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 4, K: 64, rows: 64, accumulate: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 1028, K: 64, rows: 150, bias: true, accumulate: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 256, K: 576, rows: 9, xOffset: 5, yOffset: 3 }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 132, K: dtype === 'f32' ? 37 : 38, rows: 17, accumulate: true }, seed++);
+    });
+  }
+  it('gives the same products as the file layout, and rejects N not a multiple of 4', async () => {
+    const gpu = await testGpu();
+    const r = rng(77);
+    const [N, K, M] = [64, 96, 40];
+    const enc = encode(randn(N * K, r, 0.05), 'f16');
+    const x = gpu.storage(randn(M * K, r, 1), 'x');
+    const out = async (layout: WeightLayout, rows: number): Promise<Float32Array> => {
+      const w = uploadWeight(gpu, 'f16', N, K, enc.bytes, `w.${layout}`, layout);
+      expect(w.layout).toBe(layout);
+      const y = gpu.storage(M * N * 4, 'y');
+      gpu.run([rows === 1 ? matvecOp(gpu, w, x, y) : gemmOp(gpu, w, x, y, M).forRows(rows)]);
+      return gpu.readF32(y, rows * N);
+    };
+    for (const rows of [1, M]) {
+      const a = await out('nk', rows);
+      const b = await out('kn', rows);
+      let worst = 0;
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      expect(worst).toBeLessThan(1e-4);
+      expect(maxAbs(b)).toBeGreaterThan(0.1);
+    }
+    expect(() => uploadWeight(gpu, 'f32', 6, 4, new Uint8Array(96), 'w6', 'kn')).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
+    expect(() => uploadWeight(gpu, 'f32', 4, 4, new Uint8Array(64), 'wx', 'xy' as WeightLayout)).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
   });
 });
 

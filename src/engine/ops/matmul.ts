@@ -14,20 +14,32 @@ import matvecSrc from '../../../shaders/matvec.wgsl?raw';
 import gemmSrc from '../../../shaders/gemm.wgsl?raw';
 import matmulCommonSrc from '../../../shaders/matmul_common.wgsl?raw';
 import copySrc from '../../../shaders/copy.wgsl?raw';
+import knSrc from '../../../shaders/matmul_kn.wgsl?raw';
 // q4 hook: MLC group-quantized weights (q4f16_1 / q4f32_1) are handled in quant.ts.
 import { isQ4Weight, q4GemmOp, q4MatvecOp, type Q4WeightTensor } from './quant';
 
 export type WeightDType = 'f32' | 'f16' | 'bf16';
 
+/**
+ * How a weight matrix is stored on the GPU: 'nk' as in the file ([N out features, K in
+ * features], K contiguous); 'kn' transposed ([K, N], N contiguous), for adapters where the
+ * transposed products run faster (Gpu.weightLayout; see shaders/matmul_kn.wgsl).
+ */
+export type WeightLayout = 'nk' | 'kn';
+
 /** A weight matrix on the GPU in HF layout [rows = out features N, cols = in features K], row-major,
  *  stored in its own dtype: f32 as array<f32>; f16 and bf16 as raw 16-bit values packed two per u32
  *  (little-endian: element 2i in the low half). f16 unpacked with unpack2x16float; bf16 by shifts
- *  (lo = bitcast<f32>(w << 16u), hi = bitcast<f32>(w & 0xffff0000u)). Never narrowed or widened on upload. */
+ *  (lo = bitcast<f32>(w << 16u), hi = bitcast<f32>(w & 0xffff0000u)). Never narrowed or widened on upload.
+ *  With layout 'kn' the same values are stored transposed ([cols, rows], packed along rows); `rows`
+ *  and `cols` still name the HF shape. */
 export interface WeightTensor {
   buffer: GPUBuffer;
   dtype: WeightDType;
   rows: number;
   cols: number;
+  /** Default 'nk'. */
+  layout?: WeightLayout;
 }
 
 export interface MatmulOptions {
@@ -65,6 +77,11 @@ const ROWS_PER_INVOCATION = 4;
  */
 const GEMM_TILE_GPU: readonly [number, number] = [8, 8];
 const GEMM_TILE_CPU: readonly [number, number] = [16, 8];
+/** 'kn' products: GEMM tile (TM rows x TN quads of 4 columns), invocations per workgroup (bench/gemm-layout.ts). */
+const KN_TM = 8;
+const KN_TN = 4;
+const KN_GEMM_WG = 8;
+const KN_MATVEC_WG = 32;
 const COPY_WG = 64;
 const COPY_PER = 16;
 
@@ -92,16 +109,44 @@ function checkDims(label: string, dtype: WeightDType, rows: number, cols: number
   }
 }
 
-/** Uploads a [rows, cols] weight in its own dtype (bytes exactly as stored, little-endian). */
-export function uploadWeight(gpu: Gpu, dtype: WeightDType, rows: number, cols: number, data: Uint8Array, label: string): WeightTensor {
+/** Whether a [rows, cols] weight can be stored in the 'kn' layout (its products read 4 columns at a time). */
+export function knLayoutFits(rows: number): boolean {
+  return rows % 4 === 0;
+}
+
+/** [rows, cols] elements of `bytesPer` bytes each -> [cols, rows], bit for bit. */
+function transposeBytes(data: Uint8Array, rows: number, cols: number, bytesPer: number): Uint8Array {
+  const src = data.byteOffset % 4 === 0 ? data : data.slice();
+  const out = new Uint8Array(data.byteLength);
+  if (bytesPer === 4) {
+    const a = new Uint32Array(src.buffer, src.byteOffset, rows * cols);
+    const b = new Uint32Array(out.buffer);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) b[c * rows + r] = a[r * cols + c]!;
+  } else {
+    const a = new Uint16Array(src.buffer, src.byteOffset, rows * cols);
+    const b = new Uint16Array(out.buffer);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) b[c * rows + r] = a[r * cols + c]!;
+  }
+  return out;
+}
+
+/**
+ * Uploads a [rows, cols] weight in its own dtype (bytes exactly as stored, little-endian).
+ * `layout` 'kn' stores it transposed (rows must be a multiple of 4: see knLayoutFits).
+ */
+export function uploadWeight(gpu: Gpu, dtype: WeightDType, rows: number, cols: number, data: Uint8Array, label: string, layout: WeightLayout = 'nk'): WeightTensor {
   checkDims(label, dtype, rows, cols);
   const bytes = rows * cols * BYTES_PER[dtype];
   if (data.byteLength !== bytes) {
     throw new ShapeMismatchError('shape-mismatch', `Tensor ${label}: ${rows} x ${cols} ${dtype} needs ${bytes} bytes, got ${data.byteLength}.`);
   }
+  if (layout !== 'nk' && layout !== 'kn') throw new InvalidArgumentError(`Tensor ${label}: layout must be 'nk' or 'kn' (got ${String(layout)}).`);
+  if (layout === 'kn' && !knLayoutFits(rows)) {
+    throw new InvalidArgumentError(`Tensor ${label}: the 'kn' layout needs rows (out features) a multiple of 4 (got ${rows}).`);
+  }
   checkWeightSize(label, bytes, gpu.maxBinding);
-  const buffer = gpu.storage(data, label, 'weights');
-  return { buffer, dtype, rows, cols };
+  const buffer = gpu.storage(layout === 'kn' ? transposeBytes(data, rows, cols, BYTES_PER[dtype]) : data, label, 'weights');
+  return { buffer, dtype, rows, cols, layout };
 }
 
 /** The schedule this adapter runs best: 'rows' on CPU adapters (barriers are costly on a CPU), 'coop' on GPUs. */
@@ -158,8 +203,9 @@ export function matvecOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffe
   return matvecOpWith(gpu, w, x, y, opts, matvecScheduleFor(gpu));
 }
 
-/** matvecOp with an explicit schedule (tests run both; the engine uses matvecOp). */
+/** matvecOp with an explicit schedule (tests run both; the engine uses matvecOp). A 'kn' weight has one schedule. */
 export function matvecOpWith(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions, schedule: MatvecSchedule): Op {
+  if (w.layout === 'kn') return matvecKnOp(gpu, w, x, y, opts);
   const xOff = offsetOf('xOffset', opts.xOffset);
   const yOff = offsetOf('yOffset', opts.yOffset);
   needBytes('x', x, xOff + w.cols);
@@ -199,6 +245,41 @@ function gemmTile(tm: number, tn: number): Record<string, string | number> {
   };
 }
 
+/** The 'kn' kernels' defines for weight w. */
+function knDefines(w: WeightTensor, opts: MatmulOptions): Record<string, string | number | boolean> {
+  return { K: w.cols, NQ: w.rows / 4, F32: w.dtype === 'f32', BF16: w.dtype === 'bf16', BIAS: !!opts.bias, ACCUMULATE: !!opts.accumulate, TILED: true };
+}
+
+function matvecKnOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions): Op {
+  const xOff = offsetOf('xOffset', opts.xOffset);
+  const yOff = offsetOf('yOffset', opts.yOffset);
+  needBytes('x', x, xOff + w.cols);
+  needBytes('y', y, yOff + w.rows);
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), MATVEC: true, WG: KN_MATVEC_WG });
+  const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 1]), `${w.buffer.label}.matvec.params`);
+  return gpu.op(code, resources(w, params, x, y, opts), gpu.grid(Math.ceil(w.rows / 4 / KN_MATVEC_WG)), `matvec ${w.buffer.label}`);
+}
+
+/** The 'kn' GEMM's unrolled lines: accumulator aI_J holds Y[m0 + I, 4 (q0 + J WG) .. + 3]. */
+function knTile(): Record<string, string | number> {
+  const ms = Array.from({ length: KN_TM }, (_, i) => i);
+  const js = Array.from({ length: KN_TN }, (_, j) => j);
+  return {
+    TM: KN_TM,
+    QSTEP: KN_TN * KN_GEMM_WG,
+    SETUP: [
+      ...js.map((j) => `  let c${j} = min(q0 + ${j * KN_GEMM_WG}u, NQ - 1u);`),
+      ...ms.map((i) => `  let x${i} = p.x_off + min(m0 + ${i}u, lm) * K;`),
+      ...ms.flatMap((i) => js.map((j) => `  var a${i}_${j} = vec4<f32>(0.0);`)),
+    ].join('\n'),
+    INNER: [
+      ...js.map((j) => `    let w${j} = wq(k * NQ + c${j});`),
+      ...ms.flatMap((i) => [`    let y${i} = vec4<f32>(x[x${i} + k]);`, ...js.map((j) => `    a${i}_${j} = fma(y${i}, w${j}, a${i}_${j});`)]),
+    ].join('\n'),
+    STORE: ms.flatMap((i) => js.map((j) => `  store_row(m0 + ${i}u, 4u * (q0 + ${j * KN_GEMM_WG}u), a${i}_${j});`)).join('\n'),
+  };
+}
+
 /** Prefill: Y[m,n] (+)= sum_k X[m,k] * W[n,k] (+ bias[n]) for m < rows; X: f32[maxRows,K], Y: f32[maxRows,N] row-major. */
 export function gemmOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer, y: GPUBuffer, maxRows: number, opts: MatmulOptions = {}): GemmOp {
   if (isQ4Weight(w)) return q4GemmOp(gpu, w, x, y, maxRows, opts); // q4 hook
@@ -207,12 +288,22 @@ export function gemmOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer,
   const yOff = offsetOf('yOffset', opts.yOffset);
   needBytes('X', x, xOff + maxRows * w.cols);
   needBytes('Y', y, yOff + maxRows * w.rows);
-  const { defines } = variant(w, xOff, w.cols, opts);
-  const [tm, tn] = gpu.cpuAdapter ? GEMM_TILE_CPU : GEMM_TILE_GPU;
-  const code = preprocessWgsl(`${matmulCommonSrc}\n${gemmSrc}`, { ...defines, ...gemmTile(tm, tn), TILED: true });
-  // A workgroup is 16 x 4 invocations (n x m).
-  const tileN = 16 * tn;
-  const tileM = 4 * tm;
+  const kn = w.layout === 'kn';
+  let code: string;
+  let tileN: number;
+  let tileM: number;
+  if (kn) {
+    code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), ...knTile(), GEMM: true, WG: KN_GEMM_WG });
+    tileN = 4 * KN_TN * KN_GEMM_WG;
+    tileM = KN_TM;
+  } else {
+    const { defines } = variant(w, xOff, w.cols, opts);
+    const [tm, tn] = gpu.cpuAdapter ? GEMM_TILE_CPU : GEMM_TILE_GPU;
+    code = preprocessWgsl(`${matmulCommonSrc}\n${gemmSrc}`, { ...defines, ...gemmTile(tm, tn), TILED: true });
+    // A workgroup is 16 x 4 invocations (n x m).
+    tileN = 16 * tn;
+    tileM = 4 * tm;
+  }
   const nGroups = Math.ceil(w.rows / tileN);
   const mGroupsMax = Math.ceil(maxRows / tileM);
   if (nGroups > gpu.maxWorkgroupsPerDim || mGroupsMax > gpu.maxWorkgroupsPerDim) {

@@ -1,0 +1,76 @@
+// Matrix products on a weight stored transposed ('kn' layout): W^T is [K, N] row-major, N
+// contiguous, in the weight's own dtype (f32; or f16 / bf16 packed two per u32 along n, low
+// half first). Used on CPU adapters whose compiler packs neighbouring invocations into one
+// SIMD vector (lavapipe): there, invocations over neighbouring columns read neighbouring memory
+// at each k, where the [N, K] layout has them read rows K apart (bench/gemm-layout.ts: about
+// 2x the GEMM rate on lavapipe, slower on SwiftShader, which keeps [N, K]).
+//
+//   GEMM    Y[m, n] (+)= sum_k X[m, k] * W[n, k] (+ bias[n]) for m < rows.  X: f32[maxRows, K].
+//           Each invocation owns TM rows x TN quads of columns (a quad = 4 neighbouring n);
+//           the workgroup's WG invocations take neighbouring quads, so quad j of invocation i is
+//           q0 + j * WG. Grid: ceil(N/4 / (WG * TN)) x ceil(rows / TM).
+//   MATVEC  y[n] (+)= sum_k x[k] * W[n, k] (+ bias[n]). One quad per invocation.
+//           Grid: ceil(N/4 / WG) workgroups, folded into 2-D past the per-dimension limit.
+// Each output sums over k = 0 .. K-1 in order with one f32 FMA per term, whatever the tile.
+// Tile rows / quads past the end re-read the last one (no branch in the loop) and are dropped
+// on store (store_row from matmul_common.wgsl, which the host prepends with TILED).
+
+struct Params {
+  n: u32,      // output features N
+  x_off: u32,  // element offset into X / x
+  y_off: u32,  // element offset into Y / y
+  rows: u32,   // rows of X / Y to compute (1 for MATVEC)
+}
+
+const K: u32 = ${K}u;
+const NQ: u32 = ${NQ}u;  // N / 4
+
+@group(0) @binding(0) var<uniform> p: Params;
+#if F32
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+#else
+@group(0) @binding(1) var<storage, read> w: array<vec2<u32>>;
+#endif
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+#if BIAS
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+#endif
+
+// W[4q .. 4q + 3, k] for element index i = k * NQ + q.
+fn wq(i: u32) -> vec4<f32> {
+#if F32
+  return w[i];
+#else
+  let v = w[i];
+  return vec4<f32>(unpack2(v.x), unpack2(v.y));
+#endif
+}
+
+#if GEMM
+@compute @workgroup_size(${WG})
+fn main(@builtin(local_invocation_id) l: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let q0 = wid.x * ${QSTEP}u + l.x;
+  let m0 = wid.y * ${TM}u;
+  if (m0 >= p.rows) { return; }
+  let lm = p.rows - 1u;
+${SETUP}
+  for (var k = 0u; k < K; k++) {
+${INNER}
+  }
+${STORE}
+}
+#endif
+
+#if MATVEC
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let q = g.y * nw.x * ${WG}u + g.x;
+  if (q >= NQ) { return; }
+  var a = vec4<f32>(0.0);
+  for (var k = 0u; k < K; k++) {
+    a = fma(vec4<f32>(x[p.x_off + k]), wq(k * NQ + q), a);
+  }
+  store_row(0u, 4u * q, a);
+}
+#endif
