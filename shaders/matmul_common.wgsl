@@ -3,6 +3,7 @@
 // uniform `p` (n, y_off, and rows for GEMM), `y`, and `bias` under BIAS.
 //   Q4      int4 weights (no unpack2; their scale_at() comes from q4_scale.wgsl)
 //   TILED   GEMM: outputs stored as vec4 rows of a tile (store_row); else one output (store)
+//   OWN_STORE  the kernel stores its outputs itself (neither store_row nor store)
 
 #if !Q4
 // Two 16-bit values of one u32 as f32, element 2i (low half) first.
@@ -34,7 +35,7 @@ fn store_row(m: u32, n0: u32, v: vec4<f32>) {
     }
   }
 }
-#else
+#elif !OWN_STORE
 fn store(n: u32, v: f32) {
   var r = v;
 #if BIAS

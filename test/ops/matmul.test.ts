@@ -216,6 +216,9 @@ describe("'kn' weight layout", () => {
       await runCase({ dtype, layout: 'kn', N: 1028, K: 64, rows: 150, bias: true, accumulate: true }, seed++);
       await runCase({ dtype, layout: 'kn', N: 256, K: 576, rows: 9, xOffset: 5, yOffset: 3 }, seed++);
       await runCase({ dtype, layout: 'kn', N: 132, K: dtype === 'f32' ? 37 : 38, rows: 17, accumulate: true }, seed++);
+      // vec4 epilogue with an offset (y_off a multiple of 4) and both bias and accumulate; then the scalar one.
+      await runCase({ dtype, layout: 'kn', N: 132, K: 64, rows: 9, yOffset: 8, xOffset: 3, bias: true, accumulate: true }, seed++);
+      await runCase({ dtype, layout: 'kn', N: 132, K: 64, rows: 9, yOffset: 6, bias: true, accumulate: true }, seed++);
     });
   }
   it('gives the same products as the file layout, and rejects N not a multiple of 4', async () => {
