@@ -6,8 +6,9 @@
 //   this step included), masks entries whose absolute position is after the query's, and
 //   writes (m, l, acc[hd]) to `part`.
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
-// ROWS (grid: ceil(rows / 32) x nH / GH), picked on CPU adapters for every step: one invocation per
-//   query row (and up to 4 query heads of one KV group) walks the keys of its KV head (row r
+// ROWS (grid: ceil(rows / (32 RR)) x nH / GH), picked on CPU adapters for every step: one invocation
+//   per RR query rows (RR = 2 for prefill chunks, else 1) and up to 4 query heads of one KV group
+//   walks the keys of its KV head (row r
 //   stops at slot lens + r: this step's entries sit in row order) with an online softmax
 //   updated at every key, branch-free, and writes the output row directly. No barriers: on
 //   SwiftShader ~20x faster than PARTIAL + REDUCE for a 128-row chunk; GPUs keep the split
@@ -81,23 +82,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 const HD4: u32 = ${HD4}u;
 const GH: u32 = ${GH}u;
 const WGR: u32 = ${WGR}u;
+const RR: u32 = ${RR}u;
 
 @compute @workgroup_size(${WGR})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let h0 = wg.y * GH;
-  let r = wg.x * WGR + lid.x;
-  if (r >= step.rows) { return; }
   let kv = h0 / (p.nH / p.nKV);
-  let qpos = step.pos0 + r;
   let width4 = (p.nH + 2u * p.nKV) * HD4;
-  // This step's entries sit at slots lens.. in row order, so row r sees none past lens + r.
-  let n = lens[p.layerBase + kv] + r + 1u;
+  let len0 = lens[p.layerBase + kv];
+  // Lane rows rb, rb + WGR, .. (RR of them). This step's entries sit at slots lens.. in row
+  // order, so row r sees none past lens + r (n = lens + r + 1). Lanes past the last row compute
+  // a copy of it and store nothing: no early return, which would run the rest under a lane mask
+  // on lavapipe.
+  let rb = wg.x * WGR * RR + lid.x;
+${SETUP}
+  // The loop runs to the workgroup's last row's bound, the same for every lane, so each key and
+  // value load is one load for the whole workgroup; a row's keys past its own bound are masked,
+  // which leaves its sums unchanged bit for bit (alpha = 1, weight 0).
+  let nAll = len0 + min(step.rows, (wg.x + 1u) * WGR * RR);
   let cbase = kv * p.capacity;
-  let qb = r * width4 + h0 * HD4;
 ${QLOAD}
 ${ACCDECL}
-  for (var j = 0u; j < n; j++) {
-    let vis = posc[cbase + j] <= qpos;
+  for (var j = 0u; j < nAll; j++) {
     let kb = (cbase + j) * HD4;
 ${DOT}
 ${UPDATE}

@@ -80,10 +80,13 @@ describe('rope + cache append + split attention', () => {
     { name: 'prefill chunk over a cache, MQA, head_dim 32', nH: 4, nKV: 1, hd: 32, prior: 70, rows: 9 },
     { name: 'first prefill chunk, head_dim 128 (4 dims per thread)', nH: 2, nKV: 2, hd: 128, prior: 0, rows: 33 },
     { name: 'long decode with many splits, head_dim 80', nH: 2, nKV: 1, hd: 80, prior: 2500, rows: 1 },
+    // 'rows' takes 2 rows per invocation past 32 rows: 70 rows = one full workgroup of 64 rows and
+    // one with 6 live rows (the rest of its lanes compute copies and store nothing).
+    { name: 'prefill chunk of 70 rows over a cache, GQA 2:1', nH: 4, nKV: 2, hd: 32, prior: 40, rows: 70 },
   ];
   // Both kernels on every case (the engine picks per adapter and step), with the scores for the
-  // attention-mass pass written for the decode cases and the prefill chunk over a cache. 'rows'
-  // serves as many heads of a KV group per invocation as the engine would (3, 4, 1, 2 here);
+  // attention-mass pass written for the decode cases and the prefill chunks over a cache. 'rows'
+  // serves as many heads of a KV group per invocation as the engine would (3, 4, 1, 2, 2 here);
   // 'rows1' one head per invocation.
   for (const c of cases) for (const mode of ['split', 'rows', 'rows1'] as const) {
     it(`${c.name} (${mode})`, async () => {
@@ -123,7 +126,7 @@ describe('rope + cache append + split attention', () => {
       const part = gpu.storage(rows * nH * 32 * (hd + 2) * 4, 'part');
       const out = gpu.storage(rows * nH * hd * 4, 'out');
       const shape = { nH, nKV, hd };
-      const withScores = c.prior >= 150 || c.rows === 9;
+      const withScores = c.prior >= 150 || c.rows === 9 || c.rows === 70;
       const mass = withScores ? { scores: gpu.storage(rows * nH * capacity * 4, 'scores'), ml: gpu.storage(rows * nH * 2 * 4, 'ml') } : undefined;
       gpu.run([
         ropeAppendOp(gpu, qkvB, gpu.storage(cos, 'cos'), gpu.storage(sin, 'sin'), cache, lens, shape, step)(rows),

@@ -30,49 +30,85 @@ export const STEP_KEYS_PER_TILE = 64;
 export const MAX_SPLITS = 32;
 /** Query rows per workgroup of the row-per-invocation attention kernel (WGR in shaders/attention.wgsl). */
 export const ATTENTION_ROWS_PER_GROUP = 32;
+/**
+ * Query rows per ROWS invocation for steps of more than ATTENTION_ROWS_PER_GROUP rows: each
+ * loaded key and value serves this many rows (lanes take rows lid, lid + WGR, ...).
+ */
+export const ATTENTION_ROWS_PER_INVOCATION = 2;
 /** Most query heads one ROWS invocation serves (see rowsHeadsPerInvocation). */
 export const ATTENTION_ROWS_MAX_HEADS = 4;
 
 /**
- * The ROWS attention kernel's per-(head, dimension) lines for `gh` query heads per invocation,
- * unrolled over head_dim / 4: on CPU back ends a private array indexed in a loop lives in
- * per-lane memory, separate locals stay in registers (2x faster on SwiftShader). DOT scores a
- * key for every head (NEG when masked), UPDATE folds it and its value into each head's online
- * softmax. With `scores` the raw scores and each head's (max, sum) are written too.
+ * The ROWS attention kernel's per-(row, head, dimension) lines for `rr` query rows and `gh`
+ * query heads per invocation, unrolled over head_dim / 4: on CPU back ends a private array
+ * indexed in a loop lives in per-lane memory, separate locals stay in registers (2x faster on
+ * SwiftShader). Each key and value row is loaded once for rr x gh (row, head) pairs: the loads
+ * are what a key costs on CPU adapters (lavapipe, bundled model: 1, 2, 4 heads per invocation
+ * took 3.0x, 1.6x, 1x the time). SETUP finds each row's bounds and loads its queries; DOT
+ * scores a key for every (row, head) (NEG when masked), UPDATE folds it and its value into each
+ * online softmax. With `scores` the raw scores and each (row, head)'s (max, sum) are written too.
  */
-function unrolledRows(hd4: number, gh: number, scores: boolean): Record<string, string | number> {
+function unrolledRows(hd4: number, gh: number, rr: number, scores: boolean): Record<string, string | number> {
   const ds = Array.from({ length: hd4 }, (_, d) => d);
   const gs = Array.from({ length: gh }, (_, g) => g);
-  const each = (f: (g: number) => string): string => gs.map(f).join('\n');
-  const eachD = (f: (g: number, d: number) => string): string => gs.flatMap((g) => ds.map((d) => f(g, d))).join('\n');
-  const row = (g: number): string => `(r * p.nH + h0 + ${g}u)`;
+  const ts = Array.from({ length: rr }, (_, t) => t);
+  const each = (f: (t: number, g: number) => string): string => ts.flatMap((t) => gs.map((g) => f(t, g))).join('\n');
+  const eachD = (f: (t: number, g: number, d: number) => string): string => ts.flatMap((t) => gs.flatMap((g) => ds.map((d) => f(t, g, d)))).join('\n');
+  const row = (t: number, g: number): string => `(r${t} * p.nH + h0 + ${g}u)`;
   return {
     HD4: hd4,
     GH: gh,
-    QLOAD: eachD((g, d) => `  let q${g}_${d} = qkv[qb + ${g * hd4 + d}u];`),
-    ACCDECL: eachD((g, d) => `  var a${g}_${d} = vec4<f32>(0.0);`) + '\n' + each((g) => `  var m${g} = NEG;\n  var l${g} = 0.0;`),
+    RR: rr,
+    SETUP: ts
+      .map(
+        (t) =>
+          `  let live${t} = rb + ${t}u * WGR < step.rows;\n  let r${t} = min(rb + ${t}u * WGR, step.rows - 1u);\n` +
+          `  let qpos${t} = step.pos0 + r${t};\n  let n${t} = len0 + r${t} + 1u;\n  let qb${t} = r${t} * width4 + h0 * HD4;`,
+      )
+      .join('\n'),
+    QLOAD: eachD((t, g, d) => `  let q${t}_${g}_${d} = qkv[qb${t} + ${g * hd4 + d}u];`),
+    ACCDECL: eachD((t, g, d) => `  var a${t}_${g}_${d} = vec4<f32>(0.0);`) + '\n' + each((t, g) => `  var m${t}_${g} = NEG;\n  var l${t}_${g} = 0.0;`),
     DOT:
+      `    let pj = posc[cbase + j];\n` +
+      ts.map((t) => `    let vis${t} = j < n${t} && pj <= qpos${t};`).join('\n') +
+      '\n' +
       ds.map((d) => `    let k${d} = kc[kb + ${d}u];`).join('\n') +
       '\n' +
-      each((g) => `    var dot${g} = vec4<f32>(0.0);\n` + ds.map((d) => `    dot${g} += q${g}_${d} * k${d};`).join('\n') + `\n    let s${g} = select(NEG, (dot${g}.x + dot${g}.y + dot${g}.z + dot${g}.w) * p.scale, vis);`),
+      each(
+        (t, g) =>
+          `    var dot${t}_${g} = vec4<f32>(0.0);\n` +
+          ds.map((d) => `    dot${t}_${g} += q${t}_${g}_${d} * k${d};`).join('\n') +
+          `\n    let s${t}_${g} = select(NEG, (dot${t}_${g}.x + dot${t}_${g}.y + dot${t}_${g}.z + dot${t}_${g}.w) * p.scale, vis${t});`,
+      ),
     UPDATE:
       ds.map((d) => `    let v${d} = vc[kb + ${d}u];`).join('\n') +
       '\n' +
       each(
-        (g) =>
-          `    let mn${g} = max(m${g}, s${g});\n    let alpha${g} = exp(m${g} - mn${g});\n    let w${g} = select(0.0, exp(s${g} - mn${g}), vis);\n    m${g} = mn${g};\n    l${g} = l${g} * alpha${g} + w${g};\n` +
-          ds.map((d) => `    a${g}_${d} = a${g}_${d} * alpha${g} + w${g} * v${d};`).join('\n'),
+        (t, g) =>
+          `    let mn${t}_${g} = max(m${t}_${g}, s${t}_${g});\n    let alpha${t}_${g} = exp(m${t}_${g} - mn${t}_${g});\n` +
+          `    let w${t}_${g} = select(0.0, exp(s${t}_${g} - mn${t}_${g}), vis${t});\n    m${t}_${g} = mn${t}_${g};\n    l${t}_${g} = l${t}_${g} * alpha${t}_${g} + w${t}_${g};\n` +
+          ds.map((d) => `    a${t}_${g}_${d} = a${t}_${g}_${d} * alpha${t}_${g} + w${t}_${g} * v${d};`).join('\n'),
       ),
-    SKEEP: scores ? each((g) => `    scores[p.scoreBase + ${row(g)} * p.capacity + j] = s${g};`) : '',
-    STORE: each(
-      (g) =>
-        ds.map((d) => `  outp[${row(g)} * HD4 + ${d}u] = a${g}_${d} / l${g};`).join('\n') +
-        (scores
-          ? // Later rows of this step are masked for this row: their scores read as masked.
-            `\n  for (var j = n; j < n + step.rows - r - 1u; j++) { scores[p.scoreBase + ${row(g)} * p.capacity + j] = NEG; }` +
-            `\n  ml[p.scoreBase / p.capacity * 2u + ${row(g)} * 2u] = m${g};\n  ml[p.scoreBase / p.capacity * 2u + ${row(g)} * 2u + 1u] = l${g};`
-          : ''),
-    ),
+    // Lanes past the last row score a copy of it and write the same values.
+    SKEEP: scores ? each((t, g) => `    scores[p.scoreBase + ${row(t, g)} * p.capacity + j] = s${t}_${g};`) : '',
+    STORE: ts
+      .map(
+        (t) =>
+          `  if (live${t}) {\n` +
+          gs
+            .map(
+              (g) =>
+                ds.map((d) => `    outp[${row(t, g)} * HD4 + ${d}u] = a${t}_${g}_${d} / l${t}_${g};`).join('\n') +
+                (scores
+                  ? // Later rows of this step are masked for this row: their scores read as masked.
+                    `\n    for (var j = nAll; j < n${t} + step.rows - r${t} - 1u; j++) { scores[p.scoreBase + ${row(t, g)} * p.capacity + j] = NEG; }` +
+                    `\n    ml[p.scoreBase / p.capacity * 2u + ${row(t, g)} * 2u] = m${t}_${g};\n    ml[p.scoreBase / p.capacity * 2u + ${row(t, g)} * 2u + 1u] = l${t}_${g};`
+                  : ''),
+            )
+            .join('\n') +
+          '\n  }',
+      )
+      .join('\n'),
   };
 }
 
@@ -182,9 +218,15 @@ export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers,
     if (!Number.isInteger(gh) || gh < 1 || (shape.nH / shape.nKV) % gh !== 0) {
       throw new Error(`attention: ${gh} heads per invocation do not divide the ${shape.nH / shape.nKV} query heads of a KV group`);
     }
-    const code = kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4, gh, scores) });
-    const byRow = gpu.op(code, [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
-    return (rows) => [{ ...byRow, workgroups: [Math.ceil(rows / ATTENTION_ROWS_PER_GROUP), shape.nH / gh] }];
+    // Up to WGR rows: one row per invocation; more (prefill chunks): ATTENTION_ROWS_PER_INVOCATION.
+    const byRow = [1, ATTENTION_ROWS_PER_INVOCATION].map((rr) => {
+      const code = kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4, gh, rr, scores) });
+      return gpu.op(code, [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
+    });
+    return (rows) => {
+      const rr = rows > ATTENTION_ROWS_PER_GROUP ? ATTENTION_ROWS_PER_INVOCATION : 1;
+      return [{ ...byRow[rr === 1 ? 0 : 1]!, workgroups: [Math.ceil(rows / (ATTENTION_ROWS_PER_GROUP * rr)), shape.nH / gh] }];
+    };
   }
   const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
   const reduce = gpu.op(kernelSource(attentionSrc, { REDUCE: true, SCORES: scores }), [part, out, params, step.buffer, ...(mass ? [mass.ml] : [])], [1], 'attention.reduce');
