@@ -6,8 +6,9 @@
 //   this step included), masks entries whose absolute position is after the query's, and
 //   writes (m, l, acc[hd]) to `part`.
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
-// ROWS (grid: ceil(rows / (32 RR)) x nH / GH), picked on CPU adapters for every step: one invocation
-//   per RR query rows (RR = 2 for prefill chunks, else 1) and up to 4 query heads of one KV group
+// ROWS (grid: ceil(rows / (WGR RR)) x nH / GH), picked on CPU adapters for every step: one invocation
+//   per RR query rows (steps over 32 rows: RR = 2, WGR = 32; else RR = 1, WGR = 8) and up to 4
+//   query heads of one KV group
 //   walks the keys of its KV head (row r
 //   stops at slot lens + r: this step's entries sit in row order) with an online softmax
 //   updated at every key, branch-free, and writes the output row directly. No barriers: on

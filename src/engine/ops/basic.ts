@@ -35,6 +35,12 @@ export const ATTENTION_ROWS_PER_GROUP = 32;
  * loaded key and value serves this many rows (lanes take rows lid, lid + WGR, ...).
  */
 export const ATTENTION_ROWS_PER_INVOCATION = 2;
+/**
+ * Workgroup size of the ROWS variant for steps of up to ATTENTION_ROWS_PER_GROUP rows (decode,
+ * short chunks), one row per invocation: lanes past the last row run the loop too (a copy of
+ * the last row), so a narrow workgroup keeps a decode step to one SIMD batch.
+ */
+export const ATTENTION_ROWS_SMALL_GROUP = 8;
 /** Most query heads one ROWS invocation serves (see rowsHeadsPerInvocation). */
 export const ATTENTION_ROWS_MAX_HEADS = 4;
 
@@ -218,14 +224,16 @@ export function attentionOps(gpu: Gpu, qkv: GPUBuffer, cache: LayerCacheBuffers,
     if (!Number.isInteger(gh) || gh < 1 || (shape.nH / shape.nKV) % gh !== 0) {
       throw new Error(`attention: ${gh} heads per invocation do not divide the ${shape.nH / shape.nKV} query heads of a KV group`);
     }
-    // Up to WGR rows: one row per invocation; more (prefill chunks): ATTENTION_ROWS_PER_INVOCATION.
-    const byRow = [1, ATTENTION_ROWS_PER_INVOCATION].map((rr) => {
-      const code = kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: ATTENTION_ROWS_PER_GROUP, ...unrolledRows(shape.hd / 4, gh, rr, scores) });
-      return gpu.op(code, [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
+    // Up to ATTENTION_ROWS_PER_GROUP rows: one row per invocation in narrow workgroups; more
+    // (prefill chunks): ATTENTION_ROWS_PER_INVOCATION rows per invocation.
+    const variants = ([[ATTENTION_ROWS_SMALL_GROUP, 1], [ATTENTION_ROWS_PER_GROUP, ATTENTION_ROWS_PER_INVOCATION]] as const).map(([wgr, rr]) => {
+      const code = kernelSource(attentionSrc, { ROWS: true, SCORES: scores, WGR: wgr, ...unrolledRows(shape.hd / 4, gh, rr, scores) });
+      const op = gpu.op(code, [qkv, cache.k, cache.v, cache.pos, lens, out, params, step.buffer, ...(mass ? [mass.scores, mass.ml] : [])], [1], 'attention.rows');
+      return { op, perGroup: wgr * rr };
     });
     return (rows) => {
-      const rr = rows > ATTENTION_ROWS_PER_GROUP ? ATTENTION_ROWS_PER_INVOCATION : 1;
-      return [{ ...byRow[rr === 1 ? 0 : 1]!, workgroups: [Math.ceil(rows / (ATTENTION_ROWS_PER_GROUP * rr)), shape.nH / gh] }];
+      const v = variants[rows > ATTENTION_ROWS_PER_GROUP ? 1 : 0]!;
+      return [{ ...v.op, workgroups: [Math.ceil(rows / v.perGroup), shape.nH / gh] }];
     };
   }
   const partial = gpu.op(kernelSource(attentionSrc, { SCORES: scores }), [qkv, cache.k, cache.v, cache.pos, lens, part, params, step.buffer, ...(mass ? [mass.scores] : [])], [1], 'attention.partial');
