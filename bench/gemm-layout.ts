@@ -1,9 +1,12 @@
 /**
- * Probe for a CPU-adapter GEMM layout (not used by the engine yet): W stored transposed ([K, N], n
- * contiguous) so that neighbouring invocations, which lavapipe packs into one AVX2 vector, read
- * neighbouring memory instead of rows K apart. Prints the engine's gemmOp (f32 weights, the
- * adapter's own tile) and the transposed kernel at several tiles, each with its max |difference|
- * from gemmOp (0: both sum over k in the same order).
+ * The probe behind the engine's 'kn' weight layout (shaders/matmul_kn.wgsl, Gpu.weightLayout): W
+ * stored transposed ([K, N], n contiguous) so that neighbouring invocations, which lavapipe packs
+ * into one AVX2 vector, read neighbouring memory instead of rows K apart. Prints the file layout's
+ * gemmOp (f32 weights, the adapter's own tile) and a plain transposed kernel at several tiles,
+ * each with its max |difference| from gemmOp (0: both sum over k in the same order). The engine's
+ * kernel adds what this probe lacks and measured faster still (padded rows, x loads first, a vec4
+ * epilogue starting from Y + bias): compare them with `npx vite-node bench/matmul.ts` under both
+ * layouts (KVSCOPE_WEIGHT_LAYOUT=nk / kn).
  *
  *   npx vite-node bench/gemm-layout.ts                                            (SwiftShader)
  *   VK_ICD_FILENAMES=$(bash scripts/lavapipe.sh) npx vite-node bench/gemm-layout.ts  (lavapipe)

@@ -4,7 +4,8 @@
  *
  *   npx vite-node bench/matmul.ts            (validation on, like the engine's default device)
  *   npx vite-node bench/matmul.ts -- --fast  (Dawn: disable_robustness, skip_validation)
- *   npx vite-node bench/matmul.ts -- --schedule=coop   (force a matvec schedule)
+ *   npx vite-node bench/matmul.ts -- --schedule=coop   (force a matvec schedule; 'nk' weights only)
+ *   KVSCOPE_WEIGHT_LAYOUT=nk|kn npx vite-node bench/matmul.ts   (weight layout; default: the adapter's)
  *
  * Copy bytes/s counts bytes read + bytes written. Matvec bytes/s counts weight bytes only (x
  * and y are tiny and cached). The "decode mix" line is one SmolLM2-135M decode step's matvecs
@@ -15,7 +16,7 @@
  */
 import { Gpu, type Op } from '../src/gpu/device';
 import { timeOps as timeOpsOn, type Timing } from './common';
-import { copyOp, gemmOp, matvecOpWith, matvecScheduleFor, uploadWeight, type MatvecSchedule, type WeightDType } from '../src/engine/ops/matmul';
+import { copyOp, gemmOp, knLayoutFits, matvecOpWith, matvecScheduleFor, uploadWeight as upload, type MatvecSchedule, type WeightDType } from '../src/engine/ops/matmul';
 
 const args = process.argv.slice(2);
 const fast = args.includes('--fast');
@@ -25,7 +26,10 @@ const seconds = Number(args.find((a) => a.startsWith('--seconds='))?.split('=')[
 const gpu = await Gpu.create({ nodeFlags: fast ? ['enable-dawn-features=disable_robustness,skip_validation'] : [] });
 const schedule = scheduleArg ?? matvecScheduleFor(gpu);
 const info = gpu.adapterInfo;
-console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description} | matvec schedule: ${schedule} | ${fast ? 'robustness off' : 'validation on'}`);
+console.log(`adapter: ${info.vendor} ${info.architecture} ${info.description} | weights ${gpu.weightLayout} | matvec schedule: ${gpu.weightLayout === 'kn' ? 'kn' : schedule} | ${fast ? 'robustness off' : 'validation on'}`);
+/** Weights in the layout the engine would give them on this device. */
+const uploadWeight = (g: Gpu, dtype: WeightDType, n: number, k: number, data: Uint8Array, label: string) =>
+  upload(g, dtype, n, k, data, label, g.weightLayout === 'kn' && knLayoutFits(n) ? 'kn' : 'nk');
 
 /** Time per repetition of `ops` on this run's device (bench/common.ts). */
 const timeOps = (ops: Op[]): Promise<Timing> => timeOpsOn(gpu, ops, seconds);

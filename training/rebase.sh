@@ -45,7 +45,7 @@ npx vite-node scripts/grid-check.ts -- --greedy "$LOG/greedy10.json" --out "$LOG
 step "done. Still to redo by hand (SwiftShader hours; resumable, shardable):"
 cat <<'EOF'
   npm run eval -- --spec e2e/eval/quick.json --shard i/4 --out eval-results/quick-node.jsonl      (i = 1..4)
-    (or all at once on lavapipe, ~33 min on 2 cores instead of ~88:
+    (or all at once on lavapipe, ~18 min on 2 cores instead of ~88:
      VK_ICD_FILENAMES=$(bash scripts/lavapipe.sh) npm run eval -- --spec e2e/eval/quick.json --out eval-results/quick-node.jsonl)
   npm run eval -- --spec e2e/eval/quick.json --backend browser --shard i/4 --subset 10 --out eval-results/quick-browser.jsonl
   npx vite-node e2e/eval/compare.ts -- eval-results/quick-node.jsonl eval-results/quick-browser.jsonl
