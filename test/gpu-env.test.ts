@@ -30,9 +30,10 @@ describe('KVSCOPE_WEIGHT_LAYOUT picks the projection layout in Node when Gpu.cre
     vi.unstubAllEnvs();
   });
 
-  it("auto is 'nk' on SwiftShader; kn / nk force it; an explicit option wins; a bad value is a typed error", async () => {
+  it("auto is 'kn' on llvmpipe / lavapipe, else 'nk'; kn / nk force it; an explicit option wins; a bad value is a typed error", async () => {
     const auto = await Gpu.create();
-    expect(auto.weightLayout).toBe('nk');
+    const lavapipe = /llvmpipe|lavapipe/i.test(`${auto.adapterInfo.device} ${auto.adapterInfo.description}`);
+    expect(auto.weightLayout).toBe(lavapipe ? 'kn' : 'nk');
     auto.destroy();
     vi.stubEnv('KVSCOPE_WEIGHT_LAYOUT', 'kn');
     const kn = await Gpu.create();
