@@ -8,9 +8,9 @@
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
 // ROWS (grid: ceil(rows / (WGR RR)) x nH / GH), picked on CPU adapters for every step: one invocation
 //   per RR query rows (steps over 32 rows: RR = 2, WGR = 32; else RR = 1, WGR = 8) and up to 4
-//   query heads of one KV group
-//   walks the keys of its KV head (row r
-//   stops at slot lens + r: this step's entries sit in row order) with an online softmax
+//   query heads of one KV group walks the keys of its KV head (row r sees no slot past lens + r:
+//   this step's entries sit in row order; the loop runs to the workgroup's last row's bound,
+//   masking the rest) with an online softmax
 //   updated at every key, branch-free, and writes the output row directly. No barriers: on
 //   SwiftShader ~20x faster than PARTIAL + REDUCE for a 128-row chunk; GPUs keep the split
 //   kernels, which spread a step over many workgroups.
@@ -71,9 +71,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 @group(0) @binding(8) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(9) var<storage, read_write> ml: array<f32>;
 #endif
-// HD4 = head_dim / 4 (the host uses this variant only when head_dim is a multiple of 4). GH
-// query heads of one KV group share an invocation, so each key and value row is loaded once for
-// GH heads. The per-(head, dimension) code is unrolled by the host (${...} below): private
+// HD4 = head_dim / 4 (the host uses this variant only when head_dim is a multiple of 4). RR
+// query rows and GH query heads of one KV group share an invocation, so each key and value row is
+// loaded once for RR x GH (row, head) pairs. The per-(head, dimension) code is unrolled by the host (${...} below): private
 // arrays indexed in loops are per-lane memory on CPU back ends, plain locals stay in registers.
 // Per key and head: m' = max(m, s), l = l e^(m - m') + e^(s - m'), acc = acc e^(m - m') + e^(s - m') v,
 // with s = NEG and weight 0 for a masked key. No branch in the loop: on SwiftShader a divergent

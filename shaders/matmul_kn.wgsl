@@ -12,9 +12,12 @@
 //           q0 + j * WG. Grid: ceil(N/4 / (WG * TN)) x ceil(rows / TM).
 //   MATVEC  y[n] (+)= sum_k x[k] * W[n, k] (+ bias[n]). One quad per invocation.
 //           Grid: ceil(N/4 / WG) workgroups, folded into 2-D past the per-dimension limit.
-// Each output sums over k = 0 .. K-1 in order with one f32 FMA per term, whatever the tile.
+// Each output sums over k = 0 .. K-1 in order with one f32 FMA per term, whatever the tile. The
+// GEMM's vec4 epilogue (VSTORE) starts that sum from Y + bias; the other epilogue (store_row from
+// matmul_common.wgsl, prepended with TILED) and the matvec add bias and Y after it, so with bias or
+// accumulate the two round differently (within the products' test tolerance).
 // Tile rows past the end re-read the last one, quads past N read the padding (no branch in the
-// loop); both are dropped on store (store_row from matmul_common.wgsl, prepended with TILED).
+// loop); both are dropped on store (store4, or store_row).
 
 struct Params {
   n: u32,      // output features N
@@ -92,11 +95,17 @@ ${STORE}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   // No early return (lavapipe would run the rest under a lane mask): quads past N read the
-  // padding, or past the buffer (a robust load), and store_row drops them.
+  // padding and store_row drops them. A grid folded into 2-D (FOLDED) can overshoot the padding
+  // too: its loads clamp the quad (a clamp costs the unfolded grid its contiguous loads).
   let q = g.y * nw.x * ${WG}u + g.x;
+#if FOLDED
+  let ql = min(q, NS - 1u);
+#else
+  let ql = q;
+#endif
   var a = vec4<f32>(0.0);
   for (var k = 0u; k < K; k++) {
-    a = fma(vec4<f32>(x[p.x_off + k]), wq(k * NS + q), a);
+    a = fma(vec4<f32>(x[p.x_off + k]), wq(k * NS + ql), a);
   }
   store_row(0u, 4u * q, a);
 }

@@ -31,6 +31,7 @@ describe('KVSCOPE_WEIGHT_LAYOUT picks the projection layout in Node when Gpu.cre
   });
 
   it("auto is 'kn' on llvmpipe / lavapipe, else 'nk'; kn / nk force it; an explicit option wins; a bad value is a typed error", async () => {
+    vi.stubEnv('KVSCOPE_WEIGHT_LAYOUT', '');
     const auto = await Gpu.create();
     const lavapipe = /llvmpipe|lavapipe/i.test(`${auto.adapterInfo.device} ${auto.adapterInfo.description}`);
     expect(auto.weightLayout).toBe(lavapipe ? 'kn' : 'nk');

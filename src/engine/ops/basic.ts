@@ -28,7 +28,11 @@ export interface StepParams {
 
 export const STEP_KEYS_PER_TILE = 64;
 export const MAX_SPLITS = 32;
-/** Query rows per workgroup of the row-per-invocation attention kernel (WGR in shaders/attention.wgsl). */
+/**
+ * Invocations per workgroup (WGR in shaders/attention.wgsl) of the ROWS attention kernel's variant
+ * for steps of more than this many rows, which takes ATTENTION_ROWS_PER_INVOCATION rows each;
+ * shorter steps get the ATTENTION_ROWS_SMALL_GROUP variant.
+ */
 export const ATTENTION_ROWS_PER_GROUP = 32;
 /**
  * Query rows per ROWS invocation for steps of more than ATTENTION_ROWS_PER_GROUP rows: each
@@ -204,8 +208,8 @@ export function ropeAppendOp(gpu: Gpu, qkv: GPUBuffer, cos: GPUBuffer, sin: GPUB
 /**
  * Attention ops for one step. Two kernels: PARTIAL + REDUCE splits the key axis over many
  * workgroups (`part` must hold rows * nH * MAX_SPLITS * (hd + 2) floats), which fills a GPU;
- * ROWS gives each query row (and up to 4 query heads of one KV group) one invocation walking all
- * its keys (few invocations, no barriers), which is 10-20x faster on CPU adapters (SwiftShader)
+ * ROWS gives 1 or 2 query rows (and up to 4 query heads of one KV group) one invocation walking all
+ * their keys (few invocations, no barriers), which is 10-20x faster on CPU adapters (SwiftShader)
  * and is what 'auto' picks there. `mode` forces one; ROWS needs head_dim % 4 == 0, else the
  * split kernel serves every step. `headsPerInvocation` overrides ROWS' heads per invocation.
  * With `scores` (rows * nH * capacity floats) and `ml` (rows * nH * 2), the raw scores and the

@@ -31,8 +31,8 @@ export type WeightLayout = 'nk' | 'kn';
  *  stored in its own dtype: f32 as array<f32>; f16 and bf16 as raw 16-bit values packed two per u32
  *  (little-endian: element 2i in the low half). f16 unpacked with unpack2x16float; bf16 by shifts
  *  (lo = bitcast<f32>(w << 16u), hi = bitcast<f32>(w & 0xffff0000u)). Never narrowed or widened on upload.
- *  With layout 'kn' the same values are stored transposed ([cols, rows], packed along rows); `rows`
- *  and `cols` still name the HF shape. */
+ *  With layout 'kn' the same values are stored transposed, [cols, rows padded with zeros to a
+ *  multiple of 128], packed along rows; `rows` and `cols` still name the HF shape. */
 export interface WeightTensor {
   buffer: GPUBuffer;
   dtype: WeightDType;
@@ -123,15 +123,15 @@ export function knLayoutFits(rows: number): boolean {
 function transposeBytes(data: Uint8Array, rows: number, cols: number, bytesPer: number, stride: number): Uint8Array {
   const src = data.byteOffset % 4 === 0 ? data : data.slice();
   const out = new Uint8Array(cols * stride * bytesPer);
-  if (bytesPer === 4) {
-    const a = new Uint32Array(src.buffer, src.byteOffset, rows * cols);
-    const b = new Uint32Array(out.buffer);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) b[c * stride + r] = a[r * cols + c]!;
-  } else {
-    const a = new Uint16Array(src.buffer, src.byteOffset, rows * cols);
-    const b = new Uint16Array(out.buffer);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) b[c * stride + r] = a[r * cols + c]!;
-  }
+  const [a, b] =
+    bytesPer === 4
+      ? [new Uint32Array(src.buffer, src.byteOffset, rows * cols), new Uint32Array(out.buffer)]
+      : [new Uint16Array(src.buffer, src.byteOffset, rows * cols), new Uint16Array(out.buffer)];
+  // In 64 x 64 blocks, so that neither side is walked with a large stride for long.
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B)
+    for (let c0 = 0; c0 < cols; c0 += B)
+      for (let r = r0; r < Math.min(r0 + B, rows); r++) for (let c = c0; c < Math.min(c0 + B, cols); c++) b[c * stride + r] = a[r * cols + c]!;
   return out;
 }
 
@@ -263,9 +263,10 @@ function matvecKnOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts:
   const yOff = offsetOf('yOffset', opts.yOffset);
   needBytes('x', x, xOff + w.cols);
   needBytes('y', y, yOff + w.rows);
-  const code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), MATVEC: true, WG: KN_MATVEC_WG });
+  const grid = gpu.grid(Math.ceil(w.rows / 4 / KN_MATVEC_WG));
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), MATVEC: true, WG: KN_MATVEC_WG, FOLDED: grid[1] > 1 });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 1]), `${w.buffer.label}.matvec.params`);
-  return gpu.op(code, resources(w, params, x, y, opts), gpu.grid(Math.ceil(w.rows / 4 / KN_MATVEC_WG)), `matvec ${w.buffer.label}`);
+  return gpu.op(code, resources(w, params, x, y, opts), grid, `matvec ${w.buffer.label}`);
 }
 
 /**
