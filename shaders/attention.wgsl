@@ -7,7 +7,7 @@
 //   writes (m, l, acc[hd]) to `part`.
 // REDUCE (grid: nH x rows): merges the splits and writes the head's output row.
 // ROWS (grid: ceil(rows / (WGR RR)) x nH / GH), picked on CPU adapters for every step: one invocation
-//   per RR query rows (steps over 32 rows: RR = 2, WGR = 32; else RR = 1, WGR = 8) and up to 4
+//   per RR query rows (steps over 16 rows: RR = 2, WGR = 16; else RR = 1, WGR = 8) and up to 4
 //   query heads of one KV group walks the keys of its KV head (row r sees no slot past lens + r:
 //   this step's entries sit in row order; the loop runs to the workgroup's last row's bound,
 //   masking the rest) with an online softmax

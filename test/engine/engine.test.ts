@@ -70,7 +70,7 @@ describe("projections stored transposed (weightLayout 'kn', what lavapipe gets)"
       const q = await checkTeacherForced(qwenLike, 'f32', 1e-3, 31, gpu);
       const s = await checkTeacherForced(smolLike, 'f16', 2e-2, 32, gpu);
       console.log(`'kn' layout: qwen f32 max|dlogit| = ${q.maxDiff.toExponential(2)}, smol f16 ${s.maxDiff.toExponential(2)}`);
-      // Chunked prefill (GEMMs; 40-row chunks, past the 32 rows where CPU attention takes 2 rows
+      // Chunked prefill (GEMMs; 40-row chunks, past the 16 rows where CPU attention takes 2 rows
       // per invocation) on a fresh engine against a fresh reference (the reference keeps a cache).
       const prompt = randomTokens(45, qwenLike.vocabSize, 33);
       const engine = await Engine.load({ model: loaded(qwenLike, q.weights), gpu, contextLength: 128, prefillChunk: 40 });

@@ -80,7 +80,7 @@ describe('rope + cache append + split attention', () => {
     { name: 'prefill chunk over a cache, MQA, head_dim 32', nH: 4, nKV: 1, hd: 32, prior: 70, rows: 9 },
     { name: 'first prefill chunk, head_dim 128 (4 dims per thread)', nH: 2, nKV: 2, hd: 128, prior: 0, rows: 33 },
     { name: 'long decode with many splits, head_dim 80', nH: 2, nKV: 1, hd: 80, prior: 2500, rows: 1 },
-    // 'rows' takes 2 rows per invocation past 32 rows: 70 rows = one full workgroup of 64 rows and
+    // 'rows' takes 2 rows per invocation past 16 rows: 70 rows = two full workgroups of 32 rows and
     // one with 6 live rows (the rest of its lanes compute copies and store nothing).
     { name: 'prefill chunk of 70 rows over a cache, GQA 2:1', nH: 4, nKV: 2, hd: 32, prior: 40, rows: 70 },
   ];

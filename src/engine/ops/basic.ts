@@ -33,7 +33,7 @@ export const MAX_SPLITS = 32;
  * for steps of more than this many rows, which takes ATTENTION_ROWS_PER_INVOCATION rows each;
  * shorter steps get the ATTENTION_ROWS_SMALL_GROUP variant.
  */
-export const ATTENTION_ROWS_PER_GROUP = 32;
+export const ATTENTION_ROWS_PER_GROUP = 16;
 /**
  * Query rows per ROWS invocation for steps of more than ATTENTION_ROWS_PER_GROUP rows: each
  * loaded key and value serves this many rows (lanes take rows lid, lid + WGR, ...).
