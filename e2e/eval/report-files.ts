@@ -20,7 +20,8 @@ export function writeReport(
   const { js, css } = uplotAssets();
   mkdirSync(dirname(resolve(out)), { recursive: true });
   const csv = out.replace(/\.html?$/, '') + '.csv';
-  writeFileSync(out, renderHtml(groups, { title, uplotJs: js, uplotCss: css, ...(note ? { note } : {}) }));
+  const devices = [...new Set(results.filter((r) => r.device).map((r) => `${r.backend}: ${r.device}`))].sort();
+  writeFileSync(out, renderHtml(groups, { title, uplotJs: js, uplotCss: css, devices, ...(note ? { note } : {}) }));
   const md = out.replace(/\.html?$/, '') + '.md';
   writeFileSync(csv, toCsv(groups));
   writeFileSync(md, toMarkdown(groups));

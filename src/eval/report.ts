@@ -202,6 +202,8 @@ export interface ReportOptions {
   /** Free text under the title (spec, model, caveats). */
   note?: string;
   generatedAt?: string;
+  /** The devices the results ran on, one line each (e.g. "node: llvmpipe ... | weights kn"); tok/s compare only within one. */
+  devices?: string[];
 }
 
 export function renderHtml(groups: readonly GroupSummary[], o: ReportOptions): string {
@@ -238,6 +240,7 @@ section { border-top: 2px solid #444; margin-top: 24px; }
 <h1>${esc(o.title)}</h1>
 ${o.note ? `<p class="note">${esc(o.note)}</p>` : ''}
 <p class="note">Generated ${esc(o.generatedAt ?? new Date().toISOString())}. CSV alongside this file.</p>
+${o.devices?.length ? `<p class="note">Devices (timings compare only within one): ${o.devices.map(esc).join('; ')}.</p>` : ''}
 ${sections}
 <script>${o.uplotJs.replace(/<\/script/gi, "<\\/script")}</script>
 <script>

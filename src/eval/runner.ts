@@ -25,6 +25,8 @@ export interface CaseOutput {
   decodeMs: number;
   /** When the spec asks for it (Node back end): mean full-attention mass on evicted entries over the generated tokens. */
   attentionLoss?: number | null;
+  /** The device that ran it (see deviceLabel): timings only compare on the same one. */
+  device?: string;
 }
 
 /** One line of a results file. */
@@ -59,6 +61,8 @@ export interface EvalResult {
   decodeTokensPerSecond: number | null;
   finishReason: string | null;
   attentionLoss: number | null;
+  /** The adapter and kernel choices that ran the case (null when it failed, or in files from before the field). */
+  device?: string | null;
   timeMs: number;
   /** Null when the case ran; otherwise why it failed ('timeout: ...', an error message). Failed cases score 0. */
   error: string | null;
@@ -173,6 +177,7 @@ export async function runCases(o: RunOptions): Promise<RunSummary> {
           promptTokens: out.promptTokens, output: out.text, outputIds: out.ids, score, exact: exactMatch(out.text, p.expected), footprint: out.footprint,
           peak: out.peak, kvBytesAllocated: out.kvBytesAllocated, kvBytesInUse: out.kvBytesInUse, prefillTokensPerSecond: out.prefillTokensPerSecond,
           decodeTokensPerSecond: out.decodeTokensPerSecond, finishReason: out.finishReason, attentionLoss: out.attentionLoss ?? null,
+          device: out.device ?? null,
         });
       } catch (e) {
         failed++;

@@ -83,6 +83,14 @@ describe('eval report', () => {
     expect(readFileSync(r.md, 'utf8')).toBe(toMarkdown(aggregate(results)));
   });
 
+  it('names the devices the results ran on (escaped), and no devices line when the results have none', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvscope-report-'));
+    const withDevices = results.map((r, i) => ({ ...r, device: i % 2 ? 'llvmpipe <x> | cpu kernels | weights kn' : 'SwiftShader | cpu kernels | weights nk' }));
+    const html = readFileSync(writeReport(withDevices, join(dir, 'a.html'), 'synthetic').html, 'utf8');
+    expect(html).toContain('Devices (timings compare only within one): node: SwiftShader | cpu kernels | weights nk; node: llvmpipe &lt;x&gt; | cpu kernels | weights kn.');
+    expect(readFileSync(writeReport(results, join(dir, 'b.html'), 'synthetic').html, 'utf8')).not.toContain('Devices (');
+  });
+
   it('summarises as one Markdown table: full first, budgets as fractions, a column per task', () => {
     const niah = results.map((r) => ({ ...r, id: r.id.replace('passkey', 'niah'), task: 'niah', taskLabel: 'niah', score: r.policy === 'streaming' ? 0 : r.score }));
     const md = toMarkdown(aggregate([...results, ...niah])).split('\n');

@@ -27,6 +27,8 @@ describe('eval smoke run (Node back end)', () => {
         expect(r.output).not.toBeNull();
         expect(r.outputIds!.length).toBeGreaterThan(0);
         expect([0, 1]).toContain(r.score);
+        // The device that ran it: this adapter, its kernel set and weight layout.
+        expect(r.device).toMatch(/ \| (cpu|gpu) kernels \| weights (nk|kn)$/);
       }
       const full = rs.filter((r) => r.policy === 'full');
       expect(full.every((r) => r.footprint === 1 && r.peak === 1)).toBe(true);
@@ -47,6 +49,7 @@ describe('eval smoke run (Node back end)', () => {
 
       const rep = writeReport(rs, join(dir, 'report.html'), 'smoke');
       expect(existsSync(rep.html)).toBe(true);
+      expect(readFileSync(rep.html, 'utf8')).toContain(`Devices (timings compare only within one): node: ${rs[0]!.device}.`);
       expect(readFileSync(rep.csv, 'utf8').trim().split('\n').length).toBe(1 + 5);
     } finally {
       await backend.close();
