@@ -93,20 +93,18 @@ ${STORE}
 
 #if MATVEC
 @compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  // No early return (lavapipe would run the rest under a lane mask): quads past N read the
-  // padding and store_row drops them. A grid folded into 2-D (FOLDED) can overshoot the padding
-  // too: its loads clamp the quad (a clamp costs the unfolded grid its contiguous loads).
-  let q = g.y * nw.x * ${WG}u + g.x;
-#if FOLDED
-  let ql = min(q, NS - 1u);
-#else
-  let ql = q;
-#endif
-  var a = vec4<f32>(0.0);
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  // TQ quads per invocation, q0 + j * WG (independent FMA chains; a workgroup covers WG * TQ = 32
+  // quads, a whole padded row block). No early return (lavapipe would run the rest under a lane
+  // mask): quads past N read the padding and store_row drops them. A grid folded into 2-D
+  // (FOLDED) can overshoot the padding too: its loads clamp the quad (a clamp costs the unfolded
+  // grid its contiguous loads).
+  let q0 = (wid.y * nw.x + wid.x) * ${QSTEP}u + l.x;
+${SETUP}
   for (var k = 0u; k < K; k++) {
-    a = fma(vec4<f32>(x[p.x_off + k]), wq(k * NS + ql), a);
+    let xk = vec4<f32>(x[p.x_off + k]);
+${INNER}
   }
-  store_row(0u, 4u * q, a);
+${STORE}
 }
 #endif

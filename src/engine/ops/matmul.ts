@@ -81,7 +81,9 @@ const GEMM_TILE_CPU: readonly [number, number] = [16, 8];
 const KN_TM = 8;
 const KN_TN = 4;
 const KN_GEMM_WG = 8;
-const KN_MATVEC_WG = 32;
+/** 'kn' matvec: invocations per workgroup x quads per invocation (= 32 quads, one padded row block). */
+const KN_MATVEC_WG = 8;
+const KN_MATVEC_TQ = 4;
 /** Columns a 'kn' weight row is padded to a multiple of: one GEMM workgroup's width. */
 const KN_PAD = 4 * KN_TN * KN_GEMM_WG;
 const COPY_WG = 64;
@@ -263,8 +265,17 @@ function matvecKnOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts:
   const yOff = offsetOf('yOffset', opts.yOffset);
   needBytes('x', x, xOff + w.cols);
   needBytes('y', y, yOff + w.rows);
-  const grid = gpu.grid(Math.ceil(w.rows / 4 / KN_MATVEC_WG));
-  const code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), MATVEC: true, WG: KN_MATVEC_WG, FOLDED: grid[1] > 1 });
+  const grid = gpu.grid(Math.ceil(w.rows / 4 / (KN_MATVEC_WG * KN_MATVEC_TQ)));
+  const folded = grid[1] > 1;
+  const js = Array.from({ length: KN_MATVEC_TQ }, (_, j) => j);
+  const q = (j: number): string => `q0 + ${j * KN_MATVEC_WG}u`;
+  const lines = {
+    QSTEP: KN_MATVEC_WG * KN_MATVEC_TQ,
+    SETUP: js.map((j) => `  let c${j} = ${folded ? `min(${q(j)}, NS - 1u)` : q(j)};\n  var a${j} = vec4<f32>(0.0);`).join('\n'),
+    INNER: js.map((j) => `    a${j} = fma(xk, wq(k * NS + c${j}), a${j});`).join('\n'),
+    STORE: js.map((j) => `  store_row(0u, 4u * (${q(j)}), a${j});`).join('\n'),
+  };
+  const code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, { ...knDefines(w, opts), ...lines, MATVEC: true, WG: KN_MATVEC_WG });
   const params = gpu.uniform(new Uint32Array([w.rows, xOff, yOff, 1]), `${w.buffer.label}.matvec.params`);
   return gpu.op(code, resources(w, params, x, y, opts), grid, `matvec ${w.buffer.label}`);
 }
