@@ -119,6 +119,15 @@ export function knLayoutFits(rows: number): boolean {
 }
 
 /**
+ * Columns of a stored 'kn' row: `rows` padded to whole GEMM workgroups, so that the kernels'
+ * loads need no clamp (an index linear in the invocation id lets lavapipe load neighbouring
+ * invocations' columns as one vector).
+ */
+function knStride(rows: number): number {
+  return Math.ceil(rows / KN_PAD) * KN_PAD;
+}
+
+/**
  * [rows, cols] elements of `bytesPer` bytes each -> [cols, stride] (stride >= rows; the padding
  * columns are zero), bit for bit.
  */
@@ -151,9 +160,7 @@ export function uploadWeight(gpu: Gpu, dtype: WeightDType, rows: number, cols: n
   if (layout === 'kn' && !knLayoutFits(rows)) {
     throw new InvalidArgumentError(`Tensor ${label}: the 'kn' layout needs rows (out features) a multiple of 4 (got ${rows}).`);
   }
-  // 'kn' rows are padded to whole GEMM tiles so that the kernels' loads need no clamp (an index
-  // linear in the invocation id lets lavapipe load neighbouring invocations' columns as one vector).
-  const stride = layout === 'kn' ? Math.ceil(rows / KN_PAD) * KN_PAD : rows;
+  const stride = layout === 'kn' ? knStride(rows) : rows;
   checkWeightSize(label, layout === 'kn' ? cols * stride * BYTES_PER[dtype] : bytes, gpu.maxBinding);
   const buffer = gpu.storage(layout === 'kn' ? transposeBytes(data, rows, cols, BYTES_PER[dtype], stride) : data, label, 'weights');
   return { buffer, dtype, rows, cols, layout };
@@ -257,7 +264,7 @@ function gemmTile(tm: number, tn: number): Record<string, string | number> {
 
 /** The 'kn' kernels' defines for weight w. */
 function knDefines(w: WeightTensor, opts: MatmulOptions): Record<string, string | number | boolean> {
-  return { K: w.cols, NQ: w.rows / 4, NS: Math.ceil(w.rows / KN_PAD) * (KN_PAD / 4), F32: w.dtype === 'f32', BF16: w.dtype === 'bf16', BIAS: !!opts.bias, ACCUMULATE: !!opts.accumulate, TILED: true };
+  return { K: w.cols, NQ: w.rows / 4, NS: knStride(w.rows) / 4, F32: w.dtype === 'f32', BF16: w.dtype === 'bf16', BIAS: !!opts.bias, ACCUMULATE: !!opts.accumulate, TILED: true };
 }
 
 function matvecKnOp(gpu: Gpu, w: WeightTensor, x: GPUBuffer, y: GPUBuffer, opts: MatmulOptions): Op {
@@ -325,7 +332,7 @@ export function gemmOp(gpu: Gpu, w: WeightTensor | Q4WeightTensor, x: GPUBuffer,
     const vstore = yOff % 4 === 0;
     const defs = { ...knDefines(w, opts), ...knTile(vstore), GEMM: true, WG: KN_GEMM_WG, VSTORE: vstore, TILED: !vstore, OWN_STORE: vstore };
     code = preprocessWgsl(`${matmulCommonSrc}\n${knSrc}`, defs);
-    tileN = 4 * KN_TN * KN_GEMM_WG;
+    tileN = KN_PAD;
     tileM = KN_TM;
   } else {
     const { defines } = variant(w, xOff, w.cols, opts);
