@@ -50,20 +50,12 @@ export async function getWebGPU(nodeFlags: string[] = []): Promise<GPU> {
 
 const nodeInstances = new Map<string, GPU>();
 
-/** KVSCOPE_KERNELS in Node (auto / cpu / gpu); 'auto' elsewhere or when unset. */
-function kernelsFromEnv(): 'auto' | 'cpu' | 'gpu' {
-  const v = isNode() ? process.env.KVSCOPE_KERNELS : undefined;
-  if (v === undefined || v === '') return 'auto';
-  if (v === 'auto' || v === 'cpu' || v === 'gpu') return v;
-  throw new InvalidArgumentError(`KVSCOPE_KERNELS must be auto, cpu or gpu (got "${v}").`);
-}
-
-/** KVSCOPE_WEIGHT_LAYOUT in Node (auto / nk / kn); 'auto' elsewhere or when unset. */
-function weightLayoutFromEnv(): 'auto' | 'nk' | 'kn' {
-  const v = isNode() ? process.env.KVSCOPE_WEIGHT_LAYOUT : undefined;
-  if (v === undefined || v === '') return 'auto';
-  if (v === 'auto' || v === 'nk' || v === 'kn') return v;
-  throw new InvalidArgumentError(`KVSCOPE_WEIGHT_LAYOUT must be auto, nk or kn (got "${v}").`);
+/** An enum-valued environment variable in Node: `fallback` elsewhere or when unset, a typed error when not one of `allowed`. */
+function enumFromEnv<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+  const v = isNode() ? process.env[name] : undefined;
+  if (v === undefined || v === '') return fallback;
+  if ((allowed as readonly string[]).includes(v)) return v as T;
+  throw new InvalidArgumentError(`${name} must be ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]} (got "${v}").`);
 }
 
 export interface GpuOptions {
@@ -143,8 +135,8 @@ export class Gpu {
   }
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
-    const kernels = options.kernels ?? kernelsFromEnv();
-    const layout = options.weightLayout ?? weightLayoutFromEnv();
+    const kernels = options.kernels ?? enumFromEnv('KVSCOPE_KERNELS', ['auto', 'cpu', 'gpu'] as const, 'auto');
+    const layout = options.weightLayout ?? enumFromEnv('KVSCOPE_WEIGHT_LAYOUT', ['auto', 'nk', 'kn'] as const, 'auto');
     if (layout !== 'auto' && layout !== 'nk' && layout !== 'kn') throw new InvalidArgumentError(`weightLayout must be auto, nk or kn (got ${String(layout)}).`);
     const gpu = await getWebGPU(options.nodeFlags);
     const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
