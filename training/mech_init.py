@@ -24,6 +24,10 @@ Layer 1 (content matching uses only the slow RoPE pairs, f = 8..15 with rope_the
   KV head 1 / query head 4: one-token induction, q = C R0 e(t), k = C P1(j);
   values R1 e(j) / R2 e(j), written back into T scaled by --copy-gain, so the LM head raises the
   logit of the token found after the earlier occurrence.
+--var-track --match5 --hidden 288 --vt-second (fourteenth session): the five-token circuit keeps P5
+  (232-247); N moves to 248-267, N2 (a name's second token, carried to its assignment's "." by layer 1's
+  query head 5 on KV head 1's fast dims) is 268-279, the flags 280-283; layer 2's query head 5 reads the
+  chain lookup's keys one token later and copies N2 (see var_track_circuit).
 Everything else keeps the usual random init. `pin` in the checkpoint marks the hand-set entries
 (train.py --pin-steps keeps them fixed for a while).
 """
@@ -59,8 +63,12 @@ def rope_pair_dims(fs):
     return [f for f in fs] + [f + HD // 2 for f in fs]
 
 
+H = 256  # hidden size (--hidden; build() sets it)
 N0, NW = 232, 20  # --var-track: N, the name's first token carried to an assignment's "." (20 dims)
 F0, FW = 252, 4  # --var-track: the "is '.'" flag, set in the "." embedding only
+# --var-track --match5 (hidden >= 288): N moves to 248-267, N2 (the name's second token, --vt-second) is
+# 268-279 and the flags 280-283, so the five-token induction's P5 (232-247) keeps its dims
+N2_0, N2W = 268, 12
 
 
 def _vocab_ids():
@@ -84,8 +92,14 @@ PW = 16
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
           vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False,
-          match5=False):
-    cfg = LlamaConfig(rope_theta=theta)
+          match5=False, hidden=256, vt_second=False, vt_second_gain=1.0):
+    global H, N0, F0
+    H = hidden
+    if var_track and match5:
+        if H < 288:
+            raise SystemExit("--var-track with --match5 needs --hidden 288 or more (N, N2 and the flags after P5)")
+        N0, F0 = 248, 280
+    cfg = LlamaConfig(rope_theta=theta, hidden_size=H)
     torch.manual_seed(seed)
     model = Llama(cfg)
     g = torch.Generator().manual_seed(seed)
@@ -126,7 +140,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     for i, f in enumerate(fast):
         kvec[f] = math.sqrt(w[i])
     # k = Wk x_norm reads only C: spread over the C dims
-    setp(L0 + "k_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, 256))
+    setp(L0 + "k_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, H))
     setp(L0 + "k_proj.weight", (slice(0, HD), slice(C0, C1)), kvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     # scores are divided by sqrt(head_dim); a peak of pos_scale logits above the mean
     prev_heads = ((0, 1), (1, 2), (2, 3), (3, 4)) if long_match else ((0, 1), (1, 2))
@@ -135,7 +149,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         # --match5: a distance-5 head on KV head 1 (query head 4), which gets KV head 0's position-only
         # keys and token values; its other query heads (5-7) stay free
         prev_heads += ((4, 5),)
-        setp(L0 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, 256))
+        setp(L0 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, H))
         setp(L0 + "k_proj.weight", (slice(HD, 2 * HD), slice(C0, C1)), kvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     for h, delta in prev_heads:
         qvec = torch.zeros(HD)
@@ -144,17 +158,17 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
             qvec[f] = a * math.cos(inv[f] * delta)
             qvec[f + HD // 2] = -a * math.sin(inv[f] * delta)
         rows = slice(h * HD, (h + 1) * HD)
-        setp(L0 + "q_proj.weight", (rows, slice(None)), torch.zeros(HD, 256))
+        setp(L0 + "q_proj.weight", (rows, slice(None)), torch.zeros(HD, H))
         setp(L0 + "q_proj.weight", (rows, slice(C0, C1)), qvec[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn))
     R0 = orth(HD, T1 - T0, g)
     # values: R0 e (un-normalised scale: x_norm = e / rms0)
-    setp(L0 + "v_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, 256))
+    setp(L0 + "v_proj.weight", (slice(0, HD), slice(None)), torch.zeros(HD, H))
     setp(L0 + "v_proj.weight", (slice(0, HD), slice(T0, T1)), R0 * rms0)
     if match5:
-        setp(L0 + "v_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, 256))
+        setp(L0 + "v_proj.weight", (slice(HD, 2 * HD), slice(None)), torch.zeros(HD, H))
         setp(L0 + "v_proj.weight", (slice(HD, 2 * HD), slice(T0, T1)), R0 * rms0)
     # outputs: head 0 -> P1, head 1 -> P2, heads 2-3 silent; nothing else of heads 0-3 writes there
-    setp(L0 + "o_proj.weight", (slice(None), slice(0, 4 * HD)), torch.zeros(256, 4 * HD))
+    setp(L0 + "o_proj.weight", (slice(None), slice(0, 4 * HD)), torch.zeros(H, 4 * HD))
     setp(L0 + "o_proj.weight", (slice(P1, P1 + HD), slice(0, HD)), torch.eye(HD))
     setp(L0 + "o_proj.weight", (slice(P2, P2 + HD), slice(HD, 2 * HD)), torch.eye(HD))
     if long_match:
@@ -165,12 +179,12 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     setp(L0 + "o_proj.weight", (slice(P1, pend), slice(4 * HD, 8 * HD)), torch.zeros(pend - P1, 4 * HD))
     setp("layers.0.mlp.down_proj.weight", (slice(P1, pend), slice(None)), torch.zeros(pend - P1, cfg.intermediate_size))
     if match5:
-        setp(L0 + "o_proj.weight", (slice(None), slice(4 * HD, 5 * HD)), torch.zeros(256, HD))
+        setp(L0 + "o_proj.weight", (slice(None), slice(4 * HD, 5 * HD)), torch.zeros(H, HD))
         setp(L0 + "o_proj.weight", (slice(P5, P5 + PW), slice(4 * HD, 5 * HD)), S)
 
     # --- layer 1: induction heads ---
     # layer 1's input: e + P1 + P2 (each P ~ 32 dims of unit scale); its RMSNorm divisor:
-    rms1 = math.sqrt((rms0 ** 2 * 256 + 2 * HD + ((3 if match5 else 2) * PW if long_match else 0)) / 256)
+    rms1 = math.sqrt((rms0 ** 2 * H + 2 * HD + ((3 if match5 else 2) * PW if long_match else 0)) / H)
     L1 = "layers.1.self_attn."
     sd_slow = rope_pair_dims(slow)  # 16 dims
     A = orth(8, HD, g)
@@ -181,21 +195,21 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     lam2 = match_scale * math.sqrt(HD) / (8 + 8)
     lam = math.sqrt(lam2)
     # KV head 0 keys: [A P1 ; B P2] in the slow dims
-    Wk = torch.zeros(HD, 256)
+    Wk = torch.zeros(HD, H)
     Wk[sd_slow[:8], P1:P1 + HD] = A * lam
     Wk[sd_slow[8:], P2:P2 + HD] = B * lam
     setp(L1 + "k_proj.weight", (slice(0, HD), slice(None)), Wk * rms1)
-    Wq = torch.zeros(HD, 256)
+    Wq = torch.zeros(HD, H)
     Wq[sd_slow[:8], T0:T1] = (A @ R0) * lam
     Wq[sd_slow[8:], P1:P1 + HD] = B * lam
     setp(L1 + "q_proj.weight", (slice(0, HD), slice(None)), Wq * rms1)
     if not long_match:
         # KV head 1 keys: Cm P1 (16 slow dims); query head 4: Cm R0 e
         lam1 = math.sqrt(match_scale * math.sqrt(HD) / 16)
-        Wk = torch.zeros(HD, 256)
+        Wk = torch.zeros(HD, H)
         Wk[sd_slow, P1:P1 + HD] = Cm * lam1
         setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk * rms1)
-        Wq = torch.zeros(HD, 256)
+        Wq = torch.zeros(HD, H)
         Wq[sd_slow, T0:T1] = (Cm @ R0) * lam1
         setp(L1 + "q_proj.weight", (slice(4 * HD, 5 * HD), slice(None)), Wq * rms1)
     else:
@@ -204,8 +218,8 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
         # token(t-3)=token(j-4) (`split` dims each; the last, most distant term gets the most:
         # it is the one that tells apart needles that share their cue, e.g. "... KEY is: VALUE").
         lam1 = math.sqrt(match_scale * math.sqrt(HD) / 16)
-        Wk = torch.zeros(HD, 256)
-        Wq = torch.zeros(HD, 256)
+        Wk = torch.zeros(HD, H)
+        Wq = torch.zeros(HD, H)
         o = 0
         # (query source dims, map from the query source into the key source's space, key source dims)
         terms = (((T0, T1), R0, (P1, P1 + HD)),
@@ -229,16 +243,17 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     R1 = orth(HD, T1 - T0, g)
     R2 = orth(HD, T1 - T0, g)
     for kv, R in ((0, R1), (1, R2)):
-        Wv = torch.zeros(HD, 256)
+        Wv = torch.zeros(HD, H)
         Wv[:, T0:T1] = R * rms1
         setp(L1 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv)
     for h, R in ((0, R1), (4, R2)):
-        Wo = torch.zeros(256, HD)
+        Wo = torch.zeros(H, HD)
         Wo[T0:T1, :] = R.t() * copy_gain * (long_gain if (h == 4 and long_match) else 1.0)
         setp(L1 + "o_proj.weight", (slice(None), slice(h * HD, (h + 1) * HD)), Wo)
     if var_track:
         var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                          vt_carry, vt_match, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust)
+                          vt_carry, vt_match, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust,
+                          R2=R2, second=vt_second, second_gain=vt_second_gain)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
@@ -247,7 +262,8 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
 
 
 def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
-                      carry_scale, match_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False):
+                      carry_scale, match_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False,
+                      R2=None, second=False, second_gain=1.0):
     """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
     " X" "O" "L"), added on top of the --long-match copy circuit:
       layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
@@ -294,7 +310,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     # the circuit's weights assume unit RMSNorm weights where layers 0-2 read: held with the rest
     # (trained freely, layer 2's grew until the lookups' scores ran into the thousands)
     for L in (0, 1, 2):
-        setp(f"layers.{L}.input_layernorm.weight", slice(None), torch.ones(256))
+        setp(f"layers.{L}.input_layernorm.weight", slice(None), torch.ones(H))
     # nothing in layers 0-1 writes N / the flag except the carry head
     for L in (0, 1):
         pre = f"layers.{L}."
@@ -306,7 +322,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     w = torch.tensor([0.08, 0.174, 0.132, 0.191, 0.168, 0.105, 0.147, 0.001])  # from a search: peak
     delta = 9.194  # at 8-10 is >= 0.93, elsewhere in 0-5 and 13-2047 <= 0.69 (of 1.0)
     v_vars = [R0 @ E_T[i] for i in VAR_IDS]  # P1 of the token after " VAR" / "VAR"
-    kk = torch.zeros(HD, 256)
+    kk = torch.zeros(HD, H)
     for i, f in enumerate(fast):
         for v_var in v_vars:  # ~1 where the previous token is " VAR" or "VAR"
             kk[f, P1:P1 + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
@@ -321,25 +337,52 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
         qv[f] = a * math.cos(inv[f] * delta)
         qv[f + HDh] = -a * math.sin(inv[f] * delta)
-    Wq = torch.zeros(HD, 256)
+    Wq = torch.zeros(HD, H)
     Wq[:, C0:C1] = qv[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
     setp(L1 + "q_proj.weight", (slice(HD, 2 * HD), slice(None)), Wq)
     # N = Qn R1 e(name): the 20 directions of R1's space that keep most of the 26 first-letter
     # tokens (" A" .. " Z"), so N tells those apart almost losslessly
     _, _, vh = torch.linalg.svd(torch.stack([R1 @ E_T[i] for i in SPACE_LETTER_IDS]), full_matrices=False)
     Qn = vh[:NW].clone()
-    Wo = torch.zeros(256, HD)
+    Wo = torch.zeros(H, HD)
     Wo[N0:N0 + NW, :] = Qn
     setp(L1 + "o_proj.weight", (slice(None), slice(HD, 2 * HD)), Wo)
+    if second:
+        # --- layer 1, query head 5 (KV head 1, whose fast key dims the five-token head leaves at 0):
+        # carry the assigned name's second token (the token whose token two back is " VAR", 7-9 back:
+        # 9 in `VAR X O L = _ 1 2 3 4 5 .`, 7 in `VAR A B C = VAR X O L .`, low at the source's 2)
+        # into N2, through KV head 1's values R2 e
+        kk2 = torch.zeros(HD, H)
+        for i, f in enumerate(fast):
+            for v_var in v_vars:  # ~1 where token t-2 is " VAR" or "VAR" (P2 holds R0 e(t-2))
+                kk2[f, P2:P2 + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
+        Wk2 = sd[L1 + "k_proj.weight"].detach()[HD:2 * HD].clone()
+        for f in fast:
+            Wk2[f] = kk2[f] * rms1
+            Wk2[f + HDh] = 0.0
+        setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk2)
+        qv2 = torch.zeros(HD)
+        for i, f in enumerate(fast):
+            a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
+            qv2[f] = a * math.cos(inv[f] * (delta - 1))
+            qv2[f + HDh] = -a * math.sin(inv[f] * (delta - 1))
+        Wq = torch.zeros(HD, H)
+        Wq[:, C0:C1] = qv2[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
+        setp(L1 + "q_proj.weight", (slice(5 * HD, 6 * HD), slice(None)), Wq)
+        _, _, vh2 = torch.linalg.svd(torch.stack([R2 @ E_T[i] for i in LETTER_IDS]), full_matrices=False)
+        Qn2 = vh2[:N2W].clone()
+        Wo = torch.zeros(H, HD)
+        Wo[N2_0:N2_0 + N2W, :] = Qn2
+        setp(L1 + "o_proj.weight", (slice(None), slice(5 * HD, 6 * HD)), Wo)
     # --- layer 1, query head 2: VAR-anchored one-token induction (keys [A P1; B P2] of KV head 0) ---
     match1 = 30.0
     lam = math.sqrt(match1 * math.sqrt(HD) / (8 + 8))
-    Wq = torch.zeros(HD, 256)
+    Wq = torch.zeros(HD, H)
     Wq[sd_slow[:8], T0:T1] = (A @ R0) * lam
     bv = sum(B @ v for v in v_vars) * lam  # what B P2(j) is when token j-2 is " VAR" (or "VAR")
     Wq[sd_slow[8:], C0:C1] = bv[:, None].expand(8, C1 - C0) / ((C1 - C0) * cn1) / rms1
     setp(L1 + "q_proj.weight", (slice(2 * HD, 3 * HD), slice(None)), Wq * rms1)
-    Wo = torch.zeros(256, HD)
+    Wo = torch.zeros(H, HD)
     Wo[T0:T1, :] = R1.t() * copy_gain * anchor_gain
     setp(L1 + "o_proj.weight", (slice(None), slice(2 * HD, 3 * HD)), Wo)
     # --- layer 2: lookups (KV head 0: value lookup; KV head 1: chain lookup) ---
@@ -377,7 +420,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     Qs = HD ** 0.25  # q . k / sqrt(HD) = product of the two unit readings
     G, theta0 = 4 * match_scale, 2 * match_scale
     cn2 = c / rms2
-    Wv = torch.zeros(HD, 256)
+    Wv = torch.zeros(HD, H)
     Wv[0:NW, N0:N0 + NW] = torch.eye(NW) * rms2_dot
     sdig = [S @ v for v in dig]
     sslet = [S @ v for v in slet]
@@ -391,6 +434,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     v_are = R0 @ E_T[ARE_ID]
     # (KV head, query head, [(query source, width, query map, key source, width, key map, match energy)],
     #  the "." flag's query: None = constant, else a P1 direction that gates it)
+    en_a, en_b = energy(Ea, let), energy(Eb, sslet)
     heads = (
         (0, 0, ((P2, HD, D1, P1, HD, D1, energy(D1, dig)),
                 (P3, PW, D2, P2, HD, D2 @ S, energy(D2, sdig))), v_are, bos[0]),
@@ -404,8 +448,8 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     readout = Y @ torch.linalg.pinv(X) * copy_gain * HD / (T1 - T0)
     for kv, qh, terms, gate, thr in heads:
         theta = thr * match_scale
-        Wk = torch.zeros(HD, 256)
-        Wq = torch.zeros(HD, 256)
+        Wk = torch.zeros(HD, H)
+        Wq = torch.zeros(HD, H)
         o = 0
         for qs, qw, qm, ks, kw, km, en in terms:
             n = qm.shape[0]
@@ -435,8 +479,50 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         setp(L2 + "k_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wk)
         setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv)
         setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
-        Wo = torch.zeros(256, HD)
+        Wo = torch.zeros(H, HD)
         Wo[T0:T1, 0:NW] = readout * gain
+        setp(L2 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
+    if second:
+        # --- layer 2, query head 5: the second-token lookup, on the chain lookup's keys (KV head 1). One
+        # token after the chain lookup, at the next name's first token, tokens t-2, t-3 are the previous
+        # name's first two: matched to j-2, j-3 they find the same "." the chain lookup found, whose N2
+        # (the assigned name's second token, carried by layer 1's query head 5) KV head 1's values now
+        # also hold. It breaks the tie where two names share their first token (the VAR-anchored
+        # induction head finds both).
+        kv, qh = 1, 5
+        terms = ((P2, HD, Ea, en_a), (P3, PW, Eb, en_b))
+        Wq = torch.zeros(HD, H)
+        o = 0
+        for qs, qw, qm, en in terms:
+            n = qm.shape[0]
+            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))
+            Wq[mrows[o:o + n], qs:qs + qw] = qm * lam * rms2
+            o += n
+        if robust:
+            Wq[31, F0 + 1] = Qs / fv * rms2
+            Wq[15, F0 + 1] = Qs / fv * rms2
+        else:
+            Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
+            Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
+        # a "." (whose own tokens j-2, j-3 match its key) never reads itself or another "."
+        Wq[15, F0] = -2 * Qs / fv * rms2
+        setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
+        Wv2 = Wv.clone()
+        Wv2[NW:NW + N2W, N2_0:N2_0 + N2W] = torch.eye(N2W) * rms2_dot
+        # BOS (the sink) keeps its own N2 (what the carry copies there from BOS itself): the values
+        # subtract it through the BOS flag, so a lookup that finds no "." adds nothing
+        got = []
+        hk = model.layers[2].input_layernorm.register_forward_hook(lambda m, inp, out: got.append(inp[0][0, 0]))
+        with torch.no_grad():
+            model(torch.zeros(1, 1, dtype=torch.long))
+        hk.remove()
+        Wv2[NW:NW + N2W, F0 + 2] = -rms2_dot * got[0][N2_0:N2_0 + N2W] / fv
+        setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv2)
+        X2 = torch.stack([Qn2 @ R2 @ E_T[i] for i in LETTER_IDS], 1)  # 12 x 26
+        Y2 = torch.stack([E_T[i] for i in LETTER_IDS], 1)  # 128 x 26
+        readout2 = Y2 @ torch.linalg.pinv(X2) * copy_gain * HD / (T1 - T0)
+        Wo = torch.zeros(H, HD)
+        Wo[T0:T1, NW:NW + N2W] = readout2 * second_gain
         setp(L2 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
 
 
@@ -538,12 +624,18 @@ def main():
                     help="training rows whose layer-2 input RMS sets the lookups' scale (random tokens if missing)")
     ap.add_argument("--vt-data", default=os.path.join(HERE, "data", "eval-vartrack-1024.jsonl"),
                     help="--check: held-out variable-tracking rows for the teacher-forced check")
+    ap.add_argument("--hidden", type=int, default=256, help="hidden size (--var-track with --match5 needs 288)")
+    ap.add_argument("--vt-second", action="store_true",
+                    help="--var-track: carry each name's second token to its \".\" (N2) and a second-token lookup on the chain lookup's keys")
+    ap.add_argument("--vt-second-gain", type=float, default=1.0)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     if args.var_track and not args.long_match:
         ap.error("--var-track reads the --long-match circuit's P3/P4 features: add --long-match")
-    if args.match5 and (not args.long_match or args.var_track):
-        ap.error("--match5 extends --long-match (and uses the dims --var-track writes): --long-match without --var-track")
+    if args.match5 and not args.long_match:
+        ap.error("--match5 extends --long-match")
+    if args.vt_second and not (args.var_track and args.vt_robust):
+        ap.error("--vt-second needs --var-track --vt-robust")
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
@@ -551,7 +643,8 @@ def main():
                             vt_match=args.vt_match, vt_gain=args.vt_gain,
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
                             vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust,
-                            match5=args.match5)
+                            match5=args.match5, hidden=args.hidden, vt_second=args.vt_second,
+                            vt_second_gain=args.vt_second_gain)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "
