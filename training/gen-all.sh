@@ -26,4 +26,5 @@ $G --out $D/eval-text-brown-1024.jsonl --task text --filler brown --tokens 1024 
 # Validation grids for choosing among training runs (not the reported figures): 4-key NIAH as the test
 # grid with another seed, and with all four values sharing their first digit (training/README.md, eighth session).
 $G --out $D/eval-niah4val-1024.jsonl --task niah --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 3002 --opts '{"keys":4}'
+$G --out $D/eval-vtval-1024.jsonl --task vartrack --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 3003 --opts '{"hops":4,"distractors":1}'
 $G --out $D/eval-hnval-1024.jsonl --task niah --tokens 1024 --depths 10 --per-depth 10 --split heldout --seed 3014 --opts '{"keys":4,"sharedPrefix":1}'
