@@ -634,8 +634,8 @@ def main():
         ap.error("--var-track reads the --long-match circuit's P3/P4 features: add --long-match")
     if args.match5 and not args.long_match:
         ap.error("--match5 extends --long-match")
-    if args.vt_second and not (args.var_track and args.vt_robust):
-        ap.error("--vt-second needs --var-track --vt-robust")
+    if args.vt_second and not (args.var_track and args.vt_robust and args.match5):
+        ap.error("--vt-second needs --var-track --vt-robust --match5 (its N2 dims are in the hidden-288 layout)")
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
