@@ -95,10 +95,9 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
           match5=False, hidden=256, vt_second=False, vt_second_gain=1.0):
     global H, N0, F0
     H = hidden
-    if var_track and match5:
-        if H < 288:
-            raise SystemExit("--var-track with --match5 needs --hidden 288 or more (N, N2 and the flags after P5)")
-        N0, F0 = 248, 280
+    if var_track and match5 and H < 288:
+        raise SystemExit("--var-track with --match5 needs --hidden 288 or more (N, N2 and the flags after P5)")
+    N0, F0 = (248, 280) if var_track and match5 else (232, 252)
     cfg = LlamaConfig(rope_theta=theta, hidden_size=H)
     torch.manual_seed(seed)
     model = Llama(cfg)
@@ -322,58 +321,46 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     w = torch.tensor([0.08, 0.174, 0.132, 0.191, 0.168, 0.105, 0.147, 0.001])  # from a search: peak
     delta = 9.194  # at 8-10 is >= 0.93, elsewhere in 0-5 and 13-2047 <= 0.69 (of 1.0)
     v_vars = [R0 @ E_T[i] for i in VAR_IDS]  # P1 of the token after " VAR" / "VAR"
-    kk = torch.zeros(HD, H)
-    for i, f in enumerate(fast):
-        for v_var in v_vars:  # ~1 where the previous token is " VAR" or "VAR"
-            kk[f, P1:P1 + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
-    Wk = sd[L1 + "k_proj.weight"].detach()[0:HD].clone()
-    for f in fast:
-        Wk[f] = kk[f] * rms1
-        Wk[f + HDh] = 0.0
-    setp(L1 + "k_proj.weight", (slice(0, HD), slice(None)), Wk)
     cn1 = c / rms1  # normalised C value at layer 1
-    qv = torch.zeros(HD)
-    for i, f in enumerate(fast):
-        a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
-        qv[f] = a * math.cos(inv[f] * delta)
-        qv[f + HDh] = -a * math.sin(inv[f] * delta)
-    Wq = torch.zeros(HD, H)
-    Wq[:, C0:C1] = qv[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
-    setp(L1 + "q_proj.weight", (slice(HD, 2 * HD), slice(None)), Wq)
+
+    def carry(kv, qh, src, d, R, token_ids, out0, width):
+        """A carry head: query head qh on KV head kv's fast dims attends to the token about d back
+        whose P feature `src` (P1: token j-1, P2: token j-2) is " VAR" / "VAR", and writes the
+        `width` directions of R's space that keep most of `token_ids` (its values are R e) into
+        dims out0.. . Returns that projection."""
+        kk = torch.zeros(HD, H)
+        for i, f in enumerate(fast):
+            for v_var in v_vars:  # ~1 where that token is " VAR" or "VAR"
+                kk[f, src:src + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
+        Wk = sd[L1 + "k_proj.weight"].detach()[kv * HD:(kv + 1) * HD].clone()
+        for f in fast:
+            Wk[f] = kk[f] * rms1
+            Wk[f + HDh] = 0.0
+        setp(L1 + "k_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wk)
+        qv = torch.zeros(HD)
+        for i, f in enumerate(fast):
+            a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
+            qv[f] = a * math.cos(inv[f] * d)
+            qv[f + HDh] = -a * math.sin(inv[f] * d)
+        Wq = torch.zeros(HD, H)
+        Wq[:, C0:C1] = qv[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
+        setp(L1 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
+        _, _, vh = torch.linalg.svd(torch.stack([R @ E_T[i] for i in token_ids]), full_matrices=False)
+        Q = vh[:width].clone()
+        Wo = torch.zeros(H, HD)
+        Wo[out0:out0 + width, :] = Q
+        setp(L1 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
+        return Q
+
     # N = Qn R1 e(name): the 20 directions of R1's space that keep most of the 26 first-letter
     # tokens (" A" .. " Z"), so N tells those apart almost losslessly
-    _, _, vh = torch.linalg.svd(torch.stack([R1 @ E_T[i] for i in SPACE_LETTER_IDS]), full_matrices=False)
-    Qn = vh[:NW].clone()
-    Wo = torch.zeros(H, HD)
-    Wo[N0:N0 + NW, :] = Qn
-    setp(L1 + "o_proj.weight", (slice(None), slice(HD, 2 * HD)), Wo)
+    Qn = carry(0, 1, P1, delta, R1, SPACE_LETTER_IDS, N0, NW)
     if second:
         # --- layer 1, query head 5 (KV head 1, whose fast key dims the five-token head leaves at 0):
         # carry the assigned name's second token (the token whose token two back is " VAR", 7-9 back:
         # 9 in `VAR X O L = _ 1 2 3 4 5 .`, 7 in `VAR A B C = VAR X O L .`, low at the source's 2)
         # into N2, through KV head 1's values R2 e
-        kk2 = torch.zeros(HD, H)
-        for i, f in enumerate(fast):
-            for v_var in v_vars:  # ~1 where token t-2 is " VAR" or "VAR" (P2 holds R0 e(t-2))
-                kk2[f, P2:P2 + HD] += math.sqrt(w[i]) * v_var / v_var.norm() ** 2
-        Wk2 = sd[L1 + "k_proj.weight"].detach()[HD:2 * HD].clone()
-        for f in fast:
-            Wk2[f] = kk2[f] * rms1
-            Wk2[f + HDh] = 0.0
-        setp(L1 + "k_proj.weight", (slice(HD, 2 * HD), slice(None)), Wk2)
-        qv2 = torch.zeros(HD)
-        for i, f in enumerate(fast):
-            a = math.sqrt(w[i]) * carry_scale * math.sqrt(HD)
-            qv2[f] = a * math.cos(inv[f] * (delta - 1))
-            qv2[f + HDh] = -a * math.sin(inv[f] * (delta - 1))
-        Wq = torch.zeros(HD, H)
-        Wq[:, C0:C1] = qv2[:, None].expand(HD, C1 - C0) / ((C1 - C0) * cn1)
-        setp(L1 + "q_proj.weight", (slice(5 * HD, 6 * HD), slice(None)), Wq)
-        _, _, vh2 = torch.linalg.svd(torch.stack([R2 @ E_T[i] for i in LETTER_IDS]), full_matrices=False)
-        Qn2 = vh2[:N2W].clone()
-        Wo = torch.zeros(H, HD)
-        Wo[N2_0:N2_0 + N2W, :] = Qn2
-        setp(L1 + "o_proj.weight", (slice(None), slice(5 * HD, 6 * HD)), Wo)
+        Qn2 = carry(1, 5, P2, delta - 1, R2, LETTER_IDS, N2_0, N2W)
     # --- layer 1, query head 2: VAR-anchored one-token induction (keys [A P1; B P2] of KV head 0) ---
     match1 = 30.0
     lam = math.sqrt(match1 * math.sqrt(HD) / (8 + 8))
@@ -435,11 +422,36 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     # (KV head, query head, [(query source, width, query map, key source, width, key map, match energy)],
     #  the "." flag's query: None = constant, else a P1 direction that gates it)
     en_a, en_b = energy(Ea, let), energy(Eb, sslet)
+
+    def lookup_query(terms, gate):
+        """A lookup's query map: each (query source, width, map, match energy) term in its own slow
+        rows, scaled so that a full match scores match_scale (the keys use the same lam), and the
+        "." flag's query (dim 15): constant, or where gate (a P1 direction) is the previous token."""
+        Wq = torch.zeros(HD, H)
+        o = 0
+        for qs, qw, qm, en in terms:
+            n = qm.shape[0]
+            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))  # a full match scores match_scale
+            Wq[mrows[o:o + n], qs:qs + qw] = qm * lam * rms2
+            o += n
+        if robust:
+            Wq[31, F0 + 1] = Qs / fv * rms2
+        else:
+            Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
+        if gate is None:
+            if robust:
+                Wq[15, F0 + 1] = Qs / fv * rms2
+            else:
+                Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
+        else:  # the "." flag counts only where token t-1 is the cue word (" are")
+            Wq[15, P1:P1 + HD] = Qs * gate / gate.norm() ** 2 * rms2
+        return Wq
+
     heads = (
         (0, 0, ((P2, HD, D1, P1, HD, D1, energy(D1, dig)),
                 (P3, PW, D2, P2, HD, D2 @ S, energy(D2, sdig))), v_are, bos[0]),
-        (1, 4, ((P1, HD, Ea, P2, HD, Ea, energy(Ea, let)),
-                (P2, HD, Eb @ S, P3, PW, Eb, energy(Eb, sslet))), None, bos[1]),
+        (1, 4, ((P1, HD, Ea, P2, HD, Ea, en_a),
+                (P2, HD, Eb @ S, P3, PW, Eb, en_b)), None, bos[1]),
     )
     # readout: N of a first-letter token -> that token's embedding (least squares over the 26), scaled
     # so the logit it adds matches a copy head's (copy_gain x |R1 e|^2 ~ copy_gain x 32)
@@ -449,33 +461,22 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     for kv, qh, terms, gate, thr in heads:
         theta = thr * match_scale
         Wk = torch.zeros(HD, H)
-        Wq = torch.zeros(HD, H)
         o = 0
         for qs, qw, qm, ks, kw, km, en in terms:
             n = qm.shape[0]
             lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))  # a full match scores match_scale
-            rows = mrows[o:o + n]
-            Wk[rows, ks:ks + kw] = km * lam * rms2_dot
-            Wq[rows, qs:qs + qw] = qm * lam * rms2
+            Wk[mrows[o:o + n], ks:ks + kw] = km * lam * rms2_dot
             o += n
         if robust:  # -theta0 at a "." (F0), -G at every other token (F1), 0 at BOS; queries read F1
             Wk[31, F0] = -theta0 * Qs / fv * rms2_dot
             Wk[31, F0 + 1] = -G * Qs / fv * rms2
             Wk[15, F0] = (theta0 - theta) * Qs / fv * rms2_dot
-            Wq[31, F0 + 1] = Qs / fv * rms2
         else:
             Wk[31, C0:C1] = -G * Qs / ((C1 - C0) * c) * rms2_dot
             Wk[31, F0:F0 + 2] = (G - theta0) * Qs / (2 * fv) * rms2_dot
             Wk[31, F0 + 2:F0 + 4] = G * Qs / (2 * fv) * rms2_dot  # cancels the C term at BOS, whatever its RMS
             Wk[15, F0:F0 + 2] = (theta0 - theta) * Qs / (2 * fv) * rms2_dot
-            Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
-        if gate is None:
-            if robust:
-                Wq[15, F0 + 1] = Qs / fv * rms2
-            else:
-                Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
-        else:  # the "." flag counts only where token t-1 is the cue word (" are")
-            Wq[15, P1:P1 + HD] = Qs * gate / gate.norm() ** 2 * rms2
+        Wq = lookup_query([(qs, qw, qm, en) for qs, qw, qm, _, _, _, en in terms], gate)
         setp(L2 + "k_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wk)
         setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv)
         setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
@@ -490,20 +491,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         # also hold. It breaks the tie where two names share their first token (the VAR-anchored
         # induction head finds both).
         kv, qh = 1, 5
-        terms = ((P2, HD, Ea, en_a), (P3, PW, Eb, en_b))
-        Wq = torch.zeros(HD, H)
-        o = 0
-        for qs, qw, qm, en in terms:
-            n = qm.shape[0]
-            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))
-            Wq[mrows[o:o + n], qs:qs + qw] = qm * lam * rms2
-            o += n
-        if robust:
-            Wq[31, F0 + 1] = Qs / fv * rms2
-            Wq[15, F0 + 1] = Qs / fv * rms2
-        else:
-            Wq[31, C0:C1] = Qs / ((C1 - C0) * cn2)
-            Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
+        Wq = lookup_query(((P2, HD, Ea, en_a), (P3, PW, Eb, en_b)), None)
         # a "." (whose own tokens j-2, j-3 match its key) never reads itself or another "."
         Wq[15, F0] = -2 * Qs / fv * rms2
         setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
