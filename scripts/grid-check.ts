@@ -7,13 +7,17 @@
  *   /usr/bin/python3 training/eval.py --tasks passkey-512,niah4-1024 --every 10 --tasks-only --greedy-out /tmp/g.json
  *   npx vite-node scripts/grid-check.ts -- --greedy /tmp/g.json [--model models/kvscope-tiny/hf] [--out eval-results/grid-check.json]
  *
- * Prints per task: prompts, kvscope exact-match accuracy, PyTorch accuracy, and agreement.
+ * Prints per task: prompts, kvscope exact-match accuracy, PyTorch accuracy, and agreement, and the
+ * evaluation harness's score of kvscope's answers (`src/eval/scorers.ts`: for variable tracking the
+ * share of the chain's names, RULER's string_match_all; for the number tasks the same as exact).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Engine } from '../src/engine/engine';
 import { Gpu } from '../src/gpu/device';
 import { loadModel } from '../src/model/weights';
+import { SCORERS } from '../src/eval/scorers';
+import type { TaskName } from '../src/tasks/index';
 
 function sarg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,10 +44,11 @@ const report: Record<string, unknown> = {};
 let agreeAll = 0;
 let nAll = 0;
 for (const [task, rows] of Object.entries(torchRows)) {
-  const grid = readFileSync(resolve(DATA, `eval-${task}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { ids: number[]; ans: number });
+  const grid = readFileSync(resolve(DATA, `eval-${task}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { ids: number[]; ans: number; task: TaskName; answer: string });
   let agree = 0;
   let okK = 0;
   let okT = 0;
+  let harness = 0;
   const diffs: unknown[] = [];
   const t0 = Date.now();
   for (const r of rows) {
@@ -53,6 +58,7 @@ for (const [task, rows] of Object.entries(torchRows)) {
     engine.reset();
     const out = await engine.generateText(s.ids.slice(0, s.ans), { maxTokens: nAns });
     const k = untilEos(out.ids);
+    harness += SCORERS[s.task].score(out.text, s.answer);
     const t = untilEos(r.ids);
     const same = k.length === t.length && k.every((v, i) => v === t[i]);
     agree += +same;
@@ -62,8 +68,9 @@ for (const [task, rows] of Object.entries(torchRows)) {
   }
   agreeAll += agree;
   nAll += rows.length;
-  report[task] = { prompts: rows.length, kvscopeAccuracy: okK / rows.length, pytorchAccuracy: okT / rows.length, agreement: agree / rows.length, diffs };
+  report[task] = { prompts: rows.length, kvscopeAccuracy: okK / rows.length, kvscopeHarnessScore: harness / rows.length, pytorchAccuracy: okT / rows.length, agreement: agree / rows.length, diffs };
   console.log(`${task}: ${rows.length} prompts, kvscope ${((100 * okK) / rows.length).toFixed(1)}%, PyTorch ${((100 * okT) / rows.length).toFixed(1)}%, ` +
+    `harness score (kvscope) ${((100 * harness) / rows.length).toFixed(1)}%, ` +
     `same greedy answer ${agree}/${rows.length} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 }
 console.log(`all: same greedy answer on ${agreeAll}/${nAll} = ${((100 * agreeAll) / Math.max(1, nAll)).toFixed(1)}%`);
