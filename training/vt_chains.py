@@ -1,0 +1,65 @@
+"""Variable tracking, whole answers: greedy decoding of each prompt, the chain's names scored as the evaluation
+harness does (RULER's string_match_all: the share of the tracked chain's names in the output), and for the first
+wrong name of each answer what it is: a name that shares the first two letters / the first letter with one of the
+chains' names, another name of the tracked chain (a hop skipped or repeated), a name of the distractor chain.
+
+    /usr/bin/python3 training/vt_chains.py MODEL [GRID] [--every 2] [--threads 1]
+    (MODEL: an exported HF directory or a checkpoint .pt; GRID: default training/data/eval-vtval-1024.jsonl)
+"""
+import argparse
+import collections
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import eval as E  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("grid", nargs="?", default=os.path.join(HERE, "data", "eval-vtval-1024.jsonl"))
+    ap.add_argument("--every", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model = E.load_model(args.model)
+    model.eval()
+    det = E.Detok(os.path.join(HERE, "..", "models", "kvscope-tiny", "hf", "tokenizer.json"))
+    rows = E.load_jsonl(args.grid)[::args.every]
+    kinds = collections.Counter()
+    pos_ok = [0] * 4
+    names_share = exact = 0.0
+    for r in rows:
+        out = det(E.greedy(model, r["ids"][:r["ans"]], max_new=20))
+        tracked, distractor = r["meta"]["chains"][0]["names"], r["meta"]["chains"][1]["names"]
+        names_share += sum(n in out for n in tracked) / len(tracked)
+        exact += out.strip() == " ".join(tracked)
+        for k, n in enumerate(out.split()[:4]):
+            if n == tracked[k]:
+                pos_ok[k] += 1
+                continue
+            if n in tracked:
+                c = f"tracked chain's name {tracked.index(n) + 1}"
+            elif n in distractor:
+                c = f"distractor chain's name {distractor.index(n) + 1}"
+            elif any(n[:2] == t[:2] for t in tracked + distractor):
+                c = "shares the first two letters"
+            elif any(n[:1] == t[:1] for t in tracked + distractor):
+                c = "shares the first letter"
+            else:
+                c = "other"
+            kinds[(k + 1, c)] += 1
+            break
+    n = len(rows)
+    print(f"{args.model}: {n} rows, exact {exact / n:.1%}, names (string_match_all) {names_share / n:.1%}, "
+          f"right by position {' / '.join(f'{p / n:.0%}' for p in pos_ok)}")
+    for (k, c), v in sorted(kinds.items()):
+        print(f"  first wrong name at position {k}: {c}: {v}")
+
+
+if __name__ == "__main__":
+    main()
