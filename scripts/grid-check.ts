@@ -9,7 +9,8 @@
  *
  * Prints per task: prompts, kvscope exact-match accuracy, PyTorch accuracy, and agreement, and the
  * evaluation harness's score of kvscope's answers (`src/eval/scorers.ts`: for variable tracking the
- * share of the chain's names, RULER's string_match_all; for the number tasks the same as exact).
+ * share of the chain's names, RULER's string_match_all; for the number tasks whether the number
+ * appears in the answer).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

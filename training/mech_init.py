@@ -423,6 +423,10 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     #  the "." flag's query: None = constant, else a P1 direction that gates it)
     en_a, en_b = energy(Ea, let), energy(Eb, sslet)
 
+    def term_scale(en, n_terms):
+        """The scale of a lookup term's query and key maps: a full match on all n_terms scores match_scale."""
+        return math.sqrt(match_scale * math.sqrt(HD) / (en * n_terms))
+
     def lookup_query(terms, gate):
         """A lookup's query map: each (query source, width, map, match energy) term in its own slow
         rows, scaled so that a full match scores match_scale (the keys use the same lam), and the
@@ -431,7 +435,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         o = 0
         for qs, qw, qm, en in terms:
             n = qm.shape[0]
-            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))  # a full match scores match_scale
+            lam = term_scale(en, len(terms))
             Wq[mrows[o:o + n], qs:qs + qw] = qm * lam * rms2
             o += n
         if robust:
@@ -464,7 +468,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         o = 0
         for qs, qw, qm, ks, kw, km, en in terms:
             n = qm.shape[0]
-            lam = math.sqrt(match_scale * math.sqrt(HD) / (en * len(terms)))  # a full match scores match_scale
+            lam = term_scale(en, len(terms))
             Wk[mrows[o:o + n], ks:ks + kw] = km * lam * rms2_dot
             o += n
         if robust:  # -theta0 at a "." (F0), -G at every other token (F1), 0 at BOS; queries read F1

@@ -1,5 +1,7 @@
-"""Variable tracking, whole answers: greedy decoding of each prompt, the chain's names scored as the evaluation
-harness does (RULER's string_match_all: the share of the tracked chain's names in the output), and for the first
+"""Variable tracking, whole answers: greedy decoding of each prompt (up to 20 tokens), the share of the tracked
+chain's names found in the output (RULER's string_match_all, counted as substrings: a little looser than the
+evaluation harness's scorer, which needs word boundaries and sees only as many tokens as it decodes; for the
+harness's own figure through kvscope use scripts/grid-check.ts), and for the first
 wrong name of each answer what it is: a name that shares the first two letters / the first letter with one of the
 chains' names, another name of the tracked chain (a hop skipped or repeated), a name of the distractor chain.
 
