@@ -1,5 +1,5 @@
 """Variable tracking, the first name of each answer token by token: greedy decoding of the first name's tokens only,
-then whether the whole name is right, the first token is right and a later one wrong, or the first token is wrong.
+then whether the whole name is right, or which of its tokens is the first wrong one.
 Names are three one-letter tokens (` F` `Y` `Q`), so this separates the value lookup (the first letter) from the
 completion of the name (the letters after it).
 
@@ -41,7 +41,8 @@ def main():
         if got[:len(first)] == first:
             kinds["right"] += 1
             continue
-        kind = "first token wrong" if got[0] != first[0] else "first token right, a later token wrong"
+        k = next(i for i, (a, b) in enumerate(zip(got, first)) if a != b)
+        kind = "first token wrong" if k == 0 else f"first token right, token {k + 1} wrong"
         kinds[kind] += 1
         if det(got).strip() in r["meta"]["chains"][1]["names"]:
             kinds[kind + " (a distractor chain's name)"] += 1
