@@ -4,8 +4,11 @@ evaluation harness's scorer, which needs word boundaries and sees only as many t
 harness's own figure through kvscope use scripts/grid-check.ts), and for the first
 wrong name of each answer what it is: a name that shares the first two letters / the first letter with one of the
 chains' names, another name of the tracked chain (a hop skipped or repeated), a name of the distractor chain.
+With --first-name, only the first name of each answer, token by token: whether it is right, or which of its tokens
+is the first wrong one. Names are three one-letter tokens (` F` `Y` `Q`), so this separates the value lookup (the
+first letter) from the completion of the name (the letters after it).
 
-    /usr/bin/python3 training/vt_chains.py MODEL [GRID] [--every 2] [--threads 1]
+    /usr/bin/python3 training/vt_chains.py MODEL [GRID] [--every 2] [--threads 1] [--first-name]
     (MODEL: an exported HF directory or a checkpoint .pt; GRID: default training/data/eval-vtval-1024.jsonl)
 """
 import argparse
@@ -20,18 +23,46 @@ sys.path.insert(0, HERE)
 import eval as E  # noqa: E402
 
 
+def first_names(model, det, rows):
+    """Counts of the first name's outcome: right, or the first wrong token (and how many of those are a distractor
+    chain's name)."""
+    kinds = collections.Counter()
+    for r in rows:
+        want = r["ids"][r["ans"]:]
+        first = [want[0]]  # the first name's tokens: up to the next token that starts with a space
+        for t in want[1:]:
+            if det([t]).startswith(" "):
+                break
+            first.append(t)
+        got = E.greedy(model, r["ids"][:r["ans"]], max_new=len(first))
+        if got[:len(first)] == first:
+            kinds["right"] += 1
+            continue
+        k = next(i for i, (a, b) in enumerate(zip(got, first)) if a != b)
+        kind = "first token wrong" if k == 0 else f"first token right, token {k + 1} wrong"
+        kinds[kind] += 1
+        if det(got).strip() in r["meta"]["chains"][1]["names"]:
+            kinds[kind + " (a distractor chain's name)"] += 1
+    return kinds
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("grid", nargs="?", default=os.path.join(HERE, "data", "eval-vtval-1024.jsonl"))
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--first-name", action="store_true", help="only the first name of each answer, token by token")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = E.load_model(args.model)
     model.eval()
     det = E.Detok(os.path.join(HERE, "..", "models", "kvscope-tiny", "hf", "tokenizer.json"))
     rows = E.load_jsonl(args.grid)[::args.every]
+    if args.first_name:
+        kinds = first_names(model, det, rows)
+        print(f"{args.model}: {len(rows)} rows, first name: " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+        return
     kinds = collections.Counter()
     pos_ok = [0] * 4
     names_share = exact = 0.0
