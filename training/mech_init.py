@@ -92,7 +92,7 @@ PW = 16
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
           vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False,
-          match5=False, hidden=256, vt_second=False, vt_second_gain=1.0):
+          match5=False, hidden=256, vt_second=False, vt_second_gain=1.0, vt_value_second=0.0):
     global H, N0, F0
     H = hidden
     if var_track and match5 and H < 288:
@@ -252,7 +252,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     if var_track:
         var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
                           vt_carry, vt_match, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust,
-                          R2=R2, second=vt_second, second_gain=vt_second_gain)
+                          R2=R2, second=vt_second, second_gain=vt_second_gain, value_second=vt_value_second)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
@@ -262,7 +262,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
 
 def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
                       carry_scale, match_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False,
-                      R2=None, second=False, second_gain=1.0):
+                      R2=None, second=False, second_gain=1.0, value_second=0.0):
     """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
     " X" "O" "L"), added on top of the --long-match copy circuit:
       layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
@@ -427,10 +427,11 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         """The scale of a lookup term's query and key maps: a full match on all n_terms scores match_scale."""
         return math.sqrt(match_scale * math.sqrt(HD) / (en * n_terms))
 
-    def lookup_query(terms, gate):
+    def lookup_query(terms, gate, gate_src=P1):
         """A lookup's query map: each (query source, width, map, match energy) term in its own slow
         rows, scaled so that a full match scores match_scale (the keys use the same lam), and the
-        "." flag's query (dim 15): constant, or where gate (a P1 direction) is the previous token."""
+        "." flag's query (dim 15): constant, or where gate (a direction of gate_src: P1, the previous
+        token, or P2, the one before) is that token."""
         Wq = torch.zeros(HD, H)
         o = 0
         for qs, qw, qm, en in terms:
@@ -448,7 +449,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
             else:
                 Wq[15, C0:C1] = Qs / ((C1 - C0) * cn2)
         else:  # the "." flag counts only where token t-1 is the cue word (" are")
-            Wq[15, P1:P1 + HD] = Qs * gate / gate.norm() ** 2 * rms2
+            Wq[15, gate_src:gate_src + HD] = Qs * gate / gate.norm() ** 2 * rms2
         return Wq
 
     heads = (
@@ -516,6 +517,27 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         Wo = torch.zeros(H, HD)
         Wo[T0:T1, NW:NW + N2W] = readout2 * second_gain
         setp(L2 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
+    if value_second:
+        # --- layer 2, query head 1 (--vt-value-second): the first answer name's second token. At the answer's
+        # first letter (`... 8 4 2 are: M`) the value lookup has already found the `= 87842.` line and copied
+        # its N; one token later, tokens t-3, t-4 are the value's last two digits: matched to j-1, j-2 on the
+        # value lookup's own keys (KV head 0) they find that "." again, whose N2 KV head 0's values now also
+        # hold (as KV head 1's do), so the name's second token is copied instead of guessed among the names
+        # that share its first letter. The query is live only where token t-2 is " are".
+        kv, qh = 0, 1
+        # P3 holds S R0 e(t-3) (16 dims); the key's first term is D1 R0 e(j-1): M1 maps the one to the
+        # other, exactly on the ten digits (least squares)
+        Xd = torch.stack(dig, 1)  # 32 x 10
+        M1 = D1 @ Xd @ torch.linalg.pinv(S @ Xd)
+        Wq = lookup_query(((P3, PW, M1, energy(D1, dig)), (P4, PW, D2, energy(D2, sdig))), v_are, gate_src=P2)
+        setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
+        setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv2)
+        Wo = torch.zeros(H, HD)
+        Wo[T0:T1, NW:NW + N2W] = readout2 * value_second
+        setp(L2 + "o_proj.weight", (slice(None), slice(qh * HD, (qh + 1) * HD)), Wo)
+        # the other query heads of KV head 0 (2, 3) do not read the N2 part of its values at the start
+        for h in (2, 3):
+            setp(L2 + "o_proj.weight", (slice(None), slice(h * HD + NW, h * HD + NW + N2W)), torch.zeros(H, N2W))
 
 
 @torch.no_grad()
@@ -620,6 +642,9 @@ def main():
     ap.add_argument("--vt-second", action="store_true",
                     help="--var-track: carry each name's second token to its \".\" (N2) and a second-token lookup on the chain lookup's keys")
     ap.add_argument("--vt-second-gain", type=float, default=1.0)
+    ap.add_argument("--vt-value-second", type=float, default=0.0,
+                    help="--vt-second: the first answer name's second token, copied (this gain) from the \".\" the value "
+                         "lookup finds (layer 2 query head 1 on the value lookup's keys); 0 = off")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     if args.var_track and not args.long_match:
@@ -628,6 +653,8 @@ def main():
         ap.error("--match5 extends --long-match")
     if args.vt_second and not (args.var_track and args.vt_robust and args.match5):
         ap.error("--vt-second needs --var-track --vt-robust --match5 (its N2 dims are in the hidden-288 layout)")
+    if args.vt_value_second and not args.vt_second:
+        ap.error("--vt-value-second reads the N2 feature that --vt-second carries: add --vt-second")
     torch.set_num_threads(1)
     model, cfg, pin = build(args.seed, args.theta, args.pos_scale, args.match_scale, args.copy_gain, out_scale=args.out_scale,
                             long_match=args.long_match, split=tuple(int(x) for x in args.split.split(",")),
@@ -636,7 +663,7 @@ def main():
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
                             vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust,
                             match5=args.match5, hidden=args.hidden, vt_second=args.vt_second,
-                            vt_second_gain=args.vt_second_gain)
+                            vt_second_gain=args.vt_second_gain, vt_value_second=args.vt_value_second)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "

@@ -8,7 +8,7 @@ With --first-name, only the first name of each answer, token by token: whether i
 is the first wrong one. Names are three one-letter tokens (` F` `Y` `Q`), so this separates the value lookup (the
 first letter) from the completion of the name (the letters after it).
 
-    /usr/bin/python3 training/vt_chains.py MODEL [GRID] [--every 2] [--threads 1] [--first-name]
+    /usr/bin/python3 training/vt_chains.py MODEL [GRID] [--every 2] [--threads 1] [--first-name] [--show]
     (MODEL: an exported HF directory or a checkpoint .pt; GRID: default training/data/eval-vtval-1024.jsonl)
 """
 import argparse
@@ -53,6 +53,7 @@ def main():
     ap.add_argument("--every", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--first-name", action="store_true", help="only the first name of each answer, token by token")
+    ap.add_argument("--show", action="store_true", help="print each answer that is not exact, with the chains")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = E.load_model(args.model)
@@ -71,6 +72,9 @@ def main():
         tracked, distractor = r["meta"]["chains"][0]["names"], r["meta"]["chains"][1]["names"]
         names_share += sum(n in out for n in tracked) / len(tracked)
         exact += out.strip() == " ".join(tracked)
+        if args.show and out.strip() != " ".join(tracked):
+            print(f"  row {r['meta'].get('id', '?')}: wanted {' '.join(tracked)} | got {out.strip()!r} | distractor "
+                  f"{' '.join(distractor)}", flush=True)
         for k, n in enumerate(out.split()[:4]):
             if n == tracked[k]:
                 pos_ok[k] += 1
