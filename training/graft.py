@@ -4,7 +4,9 @@ mech_init.py builds the same random draws for the same arguments, so two startin
 option (OLD without it, NEW with it) differ exactly in the entries that option sets. Those entries (where NEW
 differs from OLD, or where NEW pins an entry OLD did not) are copied from NEW into the trained checkpoint CKPT;
 everything else keeps its trained value, and the pin masks become the union (train.py then holds the grafted
-entries like the rest).
+entries like the rest). Build OLD and NEW side by side with the same code: a starting point rebuilt on another
+machine or thread count can differ from the original in the last bits of its hand-set entries, and those entries
+would be copied too (the per-tensor counts printed show it).
 
     /usr/bin/python3 training/graft.py CKPT OLD NEW OUT
 """
