@@ -92,7 +92,7 @@ PW = 16
 def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=1.0, out_scale=0.05,
           long_match=False, split=(3, 3, 3, 7), long_gain=1.0, var_track=False, vt_carry=60.0, vt_match=40.0,
           vt_gain=1.0, vt_calib=None, vt_bos=(0.6, 0.6), vt_anchor_gain=1.0, vt_ridge=1.0, vt_robust=False,
-          match5=False, hidden=256, vt_second=False, vt_second_gain=1.0, vt_value_second=0.0):
+          match5=False, hidden=256, vt_second=False, vt_second_gain=1.0, vt_value_second=0.0, vt_equalize=0):
     global H, N0, F0
     H = hidden
     if var_track and match5 and H < 288:
@@ -252,7 +252,8 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
     if var_track:
         var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
                           vt_carry, vt_match, vt_gain, vt_calib, vt_bos, vt_anchor_gain, vt_ridge, vt_robust,
-                          R2=R2, second=vt_second, second_gain=vt_second_gain, value_second=vt_value_second)
+                          R2=R2, second=vt_second, second_gain=vt_second_gain, value_second=vt_value_second,
+                          equalize=vt_equalize)
     # The tied LM head gives every token a large logit for itself (|e|^2 over 128 unit-variance
     # dims): a small final-norm weight keeps logits in a sane range (trained freely afterwards).
     with torch.no_grad():
@@ -262,7 +263,7 @@ def build(seed=1, theta=1e7, pos_scale=60.0, match_scale=30.0, copy_gain=6.0, c=
 
 def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1, copy_gain, c,
                       carry_scale, match_scale, gain, calib=None, bos=(0.6, 0.6), anchor_gain=1.0, code_ridge=1.0, robust=False,
-                      R2=None, second=False, second_gain=1.0, value_second=0.0):
+                      R2=None, second=False, second_gain=1.0, value_second=0.0, equalize=0):
     """Variable tracking (`VAR XOL = 12345.` ... `VAR ABC = VAR XOL.`; names are three tokens,
     " X" "O" "L"), added on top of the --long-match copy circuit:
       layer 1, query head 1 (KV head 0, fast RoPE dims): at every position, attend to the token
@@ -389,7 +390,14 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         O = torch.stack(others, 1)  # dim x m
         # minimise |M X - Y|^2 + ridge |M O|^2 / m * k
         A = X @ X.t() + ridge * (O @ O.t()) * X.shape[1] / O.shape[1]
-        return Y @ X.t() @ torch.linalg.inv(A)
+        M = Y @ X.t() @ torch.linalg.inv(A)
+        # --vt-equalize: the ridge leaves some tokens with short codes (a weak match: the chain lookup's match
+        # on a name's letters varied 4-6x between letters); rescaling each token's target code by how short its
+        # fitted code came out, and refitting, evens them out
+        for _ in range(equalize):
+            Y = Y / (M @ X).norm(dim=0, keepdim=True)
+            M = Y @ X.t() @ torch.linalg.inv(A)
+        return M
 
     def energy(D, vs):
         return sum(float((D @ v).pow(2).sum()) for v in vs) / len(vs)
@@ -642,6 +650,8 @@ def main():
     ap.add_argument("--vt-second", action="store_true",
                     help="--var-track: carry each name's second token to its \".\" (N2) and a second-token lookup on the chain lookup's keys")
     ap.add_argument("--vt-second-gain", type=float, default=1.0)
+    ap.add_argument("--vt-equalize", type=int, default=0,
+                    help="--var-track: refit the lookups' token codes this many times so every token's code has unit length")
     ap.add_argument("--vt-value-second", type=float, default=0.0,
                     help="--vt-second: the first answer name's second token, copied (this gain) from the \".\" the value "
                          "lookup finds (layer 2 query head 1 on the value lookup's keys); 0 = off")
@@ -663,7 +673,8 @@ def main():
                             vt_calib=args.vt_calib, vt_bos=tuple(float(x) for x in args.vt_bos.split(",")),
                             vt_anchor_gain=args.vt_anchor_gain, vt_ridge=args.vt_ridge, vt_robust=args.vt_robust,
                             match5=args.match5, hidden=args.hidden, vt_second=args.vt_second,
-                            vt_second_gain=args.vt_second_gain, vt_value_second=args.vt_value_second)
+                            vt_second_gain=args.vt_second_gain, vt_value_second=args.vt_value_second,
+                            vt_equalize=args.vt_equalize)
     if args.check:
         ce1, ce2, acc = copy_check(model)
         print(f"random-token copy: first copy CE {ce1:.2f}, second copy CE {ce2:.2f} (chance {math.log(4090):.2f}), "
