@@ -430,6 +430,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
     # (KV head, query head, [(query source, width, query map, key source, width, key map, match energy)],
     #  the "." flag's query: None = constant, else a P1 direction that gates it)
     en_a, en_b = energy(Ea, let), energy(Eb, sslet)
+    en_d1, en_d2 = energy(D1, dig), energy(D2, sdig)
 
     def term_scale(en, n_terms):
         """The scale of a lookup term's query and key maps: a full match on all n_terms scores match_scale."""
@@ -461,8 +462,8 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         return Wq
 
     heads = (
-        (0, 0, ((P2, HD, D1, P1, HD, D1, energy(D1, dig)),
-                (P3, PW, D2, P2, HD, D2 @ S, energy(D2, sdig))), v_are, bos[0]),
+        (0, 0, ((P2, HD, D1, P1, HD, D1, en_d1),
+                (P3, PW, D2, P2, HD, D2 @ S, en_d2)), v_are, bos[0]),
         (1, 4, ((P1, HD, Ea, P2, HD, Ea, en_a),
                 (P2, HD, Eb @ S, P3, PW, Eb, en_b)), None, bos[1]),
     )
@@ -537,7 +538,7 @@ def var_track_circuit(model, setp, g, inv, fast, sd_slow, R0, R1, A, B, S, rms1,
         # other, exactly on the ten digits (least squares)
         Xd = torch.stack(dig, 1)  # 32 x 10
         M1 = D1 @ Xd @ torch.linalg.pinv(S @ Xd)
-        Wq = lookup_query(((P3, PW, M1, energy(D1, dig)), (P4, PW, D2, energy(D2, sdig))), v_are, gate_src=P2)
+        Wq = lookup_query(((P3, PW, M1, en_d1), (P4, PW, D2, en_d2)), v_are, gate_src=P2)
         setp(L2 + "q_proj.weight", (slice(qh * HD, (qh + 1) * HD), slice(None)), Wq)
         setp(L2 + "v_proj.weight", (slice(kv * HD, (kv + 1) * HD), slice(None)), Wv2)
         Wo = torch.zeros(H, HD)

@@ -67,13 +67,13 @@ def main():
     kinds = collections.Counter()
     pos_ok = [0] * 4
     names_share = exact = 0.0
-    for r in rows:
+    for i, r in enumerate(rows):
         out = det(E.greedy(model, r["ids"][:r["ans"]], max_new=20))
         tracked, distractor = r["meta"]["chains"][0]["names"], r["meta"]["chains"][1]["names"]
         names_share += sum(n in out for n in tracked) / len(tracked)
         exact += out.strip() == " ".join(tracked)
         if args.show and out.strip() != " ".join(tracked):
-            print(f"  row {r['meta'].get('id', '?')}: wanted {' '.join(tracked)} | got {out.strip()!r} | distractor "
+            print(f"  row {i * args.every}: wanted {' '.join(tracked)} | got {out.strip()!r} | distractor "
                   f"{' '.join(distractor)}", flush=True)
         for k, n in enumerate(out.split()[:4]):
             if n == tracked[k]:
