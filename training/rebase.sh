@@ -7,7 +7,8 @@
 # 2. PyTorch figures on the exported f16 weights -> training/eval-results.json (full grids)
 # 3. learned cache policies on the new base: gates, the gate fixture, PruLong / Duo roles
 #    (training/train-learned-kv.sh), and the KVSharer maps (scripts/calibrate-sharing.ts)
-# 4. kvscope vs PyTorch greedy answers on every 10th prompt of each grid (scripts/grid-check.ts)
+# 4. kvscope vs PyTorch greedy answers on every 10th prompt of each grid (scripts/grid-check.ts), and held-out
+#    Brown bits per byte through kvscope next to PyTorch's (scripts/bpb.ts)
 # Logs and intermediate files in training/runs/rebase/. Step 3's training alone was ~24 min on one free
 # CPU thread when the shipped gates and roles were made; the whole script is about an hour on 2 cores.
 # What it does not redo (hours on SwiftShader): the
@@ -38,9 +39,10 @@ npx vite-node scripts/calibrate-sharing.ts > "$LOG/calibrate-sharing.log" 2>&1
 wait $EVAL
 grep -E "%|bits per byte" "$LOG/eval.log" || true
 
-step "4/4 kvscope vs PyTorch, every 10th prompt of each grid"
+step "4/4 kvscope vs PyTorch, every 10th prompt of each grid; held-out Brown bits per byte"
 $PY training/eval.py --hf models/kvscope-tiny/hf --threads 2 --every 10 --tasks-only --greedy-out "$LOG/greedy10.json" > "$LOG/greedy10.log" 2>&1
 npx vite-node scripts/grid-check.ts -- --greedy "$LOG/greedy10.json" --out "$LOG/grid-check.json" | tee "$LOG/grid-check.log"
+npx vite-node scripts/bpb.ts -- --out "$LOG/bpb.json" 2>/dev/null | tee "$LOG/bpb.log"
 
 step "done. Still to redo by hand (SwiftShader hours; resumable, shardable):"
 cat <<'EOF'

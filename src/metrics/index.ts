@@ -4,3 +4,4 @@ export { logitDrift, type LogitDriftOptions, type LogitDriftResult } from './log
 export { klDivergence, logSoftmax64 } from './kl';
 export { criticalFootprint, fullCacheFootprint, kvFootprint, querySteps, type FootprintPoint } from './footprint';
 export type { MetricRunOptions } from './pair';
+export { textBitsPerByte, tokenByteLengths, type BitsPerByteResult } from './bits-per-byte';

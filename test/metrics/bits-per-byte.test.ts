@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { textBitsPerByte, tokenByteLengths } from '../../src/metrics/bits-per-byte';
+import { trainByteLevelBpe } from '../../src/model/bpe-trainer';
+import { Tokenizer } from '../../src/model/tokenizer';
+import { Engine } from '../../src/engine/engine';
+import { ReferenceModel } from '../../src/reference/forward';
+import { InvalidArgumentError } from '../../src/errors';
+import { rng, testGpu } from '../gpu';
+import { f32Weights, loaded, randomWeights, smolLike } from '../engine/fixtures';
+
+const CORPUS = [
+  'The quick brown fox jumps over the lazy dog. Café, naïve, façade — «quoted».',
+  'Numbers like 12345 and 678; 你好，世界。 Emoji 😀 and 🎉.',
+].join('\n').repeat(4);
+
+describe('token byte lengths (byte-level BPE)', () => {
+  const { tokenizerJson, tokenizerConfig } = trainByteLevelBpe({ corpus: CORPUS, vocabSize: 380, specialTokens: ['<|bos|>', '<|eos|>'], bosToken: '<|bos|>', eosToken: '<|eos|>' });
+  const tok = new Tokenizer(tokenizerJson, tokenizerConfig);
+  const lens = tokenByteLengths(tokenizerJson);
+
+  it('sums to the UTF-8 length of the encoded text (multi-byte characters split across tokens included)', () => {
+    for (const text of [CORPUS, 'façade 😀 你好 plain ascii', 'unseen: Ωmega ∑ ✓ 🎉🎉']) {
+      const ids = tok.encode(text, { addBos: false });
+      const sum = ids.reduce((a, id) => a + lens[id]!, 0);
+      expect(sum).toBe(new TextEncoder().encode(text).length);
+    }
+  });
+
+  it('counts a special token by its text and refuses a vocabulary that is not byte-level', () => {
+    expect(lens[tok.tokenToId('<|eos|>')!]).toBe('<|eos|>'.length);
+    expect(() => tokenByteLengths({ model: { vocab: { 'a': 0, '\u4f60': 1 } } })).toThrow(InvalidArgumentError);
+    expect(() => tokenByteLengths({})).toThrow(InvalidArgumentError);
+  });
+
+  it('the bundled tokenizer: 256 single-byte tokens and no unnamed id below the vocabulary size', () => {
+    const tj = JSON.parse(readFileSync('models/kvscope-tiny/hf/tokenizer.json', 'utf8'));
+    const l = tokenByteLengths(tj);
+    expect(l.length).toBe(4096);
+    expect(l.filter((n) => n === 1).length).toBeGreaterThanOrEqual(256);
+    expect(l.every((n) => n >= 1)).toBe(true);
+  });
+});
+
+describe('bits per byte through the engine vs the reference forward', () => {
+  it('agrees with the plain-TypeScript reference to 1e-4 relative, and rejects bad rows', async () => {
+    const weights = randomWeights(smolLike, 'f32', 71);
+    const engine = await Engine.load({ model: loaded(smolLike, weights), gpu: await testGpu(), contextLength: 64, prefillChunk: 16 });
+    const r = rng(5);
+    const rows = [24, 17].map((n) => Array.from({ length: n }, () => Math.floor(r() * smolLike.vocabSize)));
+    // Byte lengths 1..4 by id, so that a wrong pairing of token and bytes moves the figure.
+    const lens = Int32Array.from({ length: smolLike.vocabSize }, (_, i) => 1 + (i % 4));
+    let seen = 0;
+    const got = await textBitsPerByte(engine, rows, lens, (done) => { seen = done; });
+    expect(seen).toBe(2);
+
+    let nats = 0;
+    let bytes = 0;
+    for (const ids of rows) {
+      const ref = new ReferenceModel(smolLike, f32Weights(weights), 64);
+      for (let i = 0; i + 1 < ids.length; i++) {
+        const logits = ref.forward(ids[i]!, i);
+        let max = -Infinity;
+        for (const v of logits) max = Math.max(max, v);
+        let s = 0;
+        for (const v of logits) s += Math.exp(v - max);
+        nats += max + Math.log(s) - logits[ids[i + 1]!]!;
+        bytes += lens[ids[i + 1]!]!;
+      }
+    }
+    expect(got.tokens).toBe(23 + 16);
+    expect(got.bytes).toBe(bytes);
+    expect(Math.abs(got.nats - nats) / nats).toBeLessThan(1e-4);
+    expect(got.bitsPerByte).toBeCloseTo(nats / Math.LN2 / bytes, 4);
+    // a random model is near uniform: log2(vocab) bits per token over ~2.5 bytes per token
+    expect(got.bitsPerByte).toBeGreaterThan(0.8 * Math.log2(smolLike.vocabSize) / 2.5);
+
+    await expect(textBitsPerByte(engine, [[1]], lens)).rejects.toThrow(InvalidArgumentError);
+    await expect(textBitsPerByte(engine, [[1, smolLike.vocabSize + 3]], lens)).rejects.toThrow(InvalidArgumentError);
+    await expect(textBitsPerByte(engine, [], lens)).rejects.toThrow(InvalidArgumentError);
+    // still usable after the refusals
+    const again = await textBitsPerByte(engine, rows.slice(1), lens);
+    expect(again.tokens).toBe(16);
+    engine.unload();
+  });
+});
