@@ -3,6 +3,7 @@ import { CHROMIUM_BASE_ARGS, CHROMIUM_PATH } from './chromium';
 import { ensureTinyChatModel, serveFixturesStatically } from './pages/fixture-model';
 import { brownDocuments } from '../src/tasks/corpus-node';
 import { corpusFiller, niah, Rng } from '../src/tasks/index';
+import { numberMatch } from '../src/eval/scorers';
 
 // The chat demo (index.html + src/ui) in Chromium with WebGPU on SwiftShader. Until the
 // bundled model is trained and exported, the page loads a random-weight model through its
@@ -125,14 +126,18 @@ test('load a model (progress seen), chat with streamed answers, metrics shown, m
   expect(longest).toBeLessThanOrEqual(200);
 });
 
-// The bundled model (the default choice), asked about a pasted document: a held-out Brown text
-// with four "special magic number" facts in it, one asked for. The document's seed and depth
-// were fixed before this test was first run (no search for a passing sample); the model's
-// accuracy over many such prompts is in training/README.md.
-test('the bundled model answers a question about a pasted document, streamed', async ({ page }, testInfo) => {
-  const doc = niah(new Rng(9001), { targetChars: 2400, depth: 0.5, keys: 4, filler: corpusFiller('brown-heldout', brownDocuments('heldout').map((d) => d.sentences)) });
-  const question = doc.messages[0]!.content;
-  const value = String((doc.meta.values as string[])[doc.meta.target as number]);
+// The bundled model (the default choice), asked about pasted documents: held-out Brown text with
+// four "special magic number" facts in it, one asked for. The first document's seed and depth were
+// fixed before this test was first run (no search for a passing sample), and on the model shipped
+// in the eighteenth session it gets that one wrong (" 3226322" for 322632; the check was a substring
+// test then, which passed it). So the test now asks five documents, seeds 9001-9005 fixed together
+// with the bar before any of 9002-9005 was seen, and needs the whole right number (the evaluation
+// harness's number-match scorer) in at least 3 of them: the model's rate on 50 such chat prompts is
+// 74% (training/README.md), so 3 of 5 is a bar a working page and model clear and a broken one does not.
+const DOC_SEEDS = [9001, 9002, 9003, 9004, 9005];
+const DOC_BAR = 3;
+test('the bundled model answers questions about pasted documents, streamed', async ({ page }, testInfo) => {
+  test.setTimeout(300_000);
   await page.goto('/');
   await expect(page.locator('#model-choice')).toHaveValue('bundled');
   await page.click('#load');
@@ -148,17 +153,31 @@ test('the bundled model answers a question about a pasted document, streamed', a
     }).observe(document.getElementById('messages')!, { childList: true, characterData: true, subtree: true });
   });
   await page.fill('#max-tokens', '32');
-  await page.fill('#prompt', question);
-  await page.click('#send');
-  await expect(page.locator('.msg.assistant .meta').last()).toContainText('finish:', { timeout: 180_000 });
-  const answer = (await page.locator('.msg.assistant .body').last().textContent()) ?? '';
-  const seen = await page.evaluate(() => (window as unknown as { answerTexts: string[] }).answerTexts);
-  testInfo.annotations.push({ type: 'answer', description: answer });
-  console.log(`asked for ${String((doc.meta.keys as string[])[doc.meta.target as number])} (${value}); answer: ${JSON.stringify(answer)}`);
-  await page.screenshot({ path: testInfo.outputPath('demo-document-qa.png'), fullPage: true });
-  expect(answer).toContain(value);
-  // streamed: the answer was seen growing through several partial texts before the full one
-  expect(seen.filter((t) => t.length > 0 && t.length < answer.length).length).toBeGreaterThan(2);
+  let right = 0;
+  for (const [k, seed] of DOC_SEEDS.entries()) {
+    const doc = niah(new Rng(seed), { targetChars: 2400, depth: 0.5, keys: 4, filler: corpusFiller('brown-heldout', brownDocuments('heldout').map((d) => d.sentences)) });
+    const question = doc.messages[0]!.content;
+    const value = String((doc.meta.values as string[])[doc.meta.target as number]);
+    if (k > 0) {
+      await page.click('#new-chat');
+      await expect(page.locator('.msg.assistant')).toHaveCount(0);
+    }
+    await page.evaluate(() => { (window as unknown as { answerTexts: string[] }).answerTexts = []; });
+    await page.fill('#prompt', question);
+    await page.click('#send');
+    await expect(page.locator('.msg.assistant .meta').last()).toContainText('finish:', { timeout: 180_000 });
+    const answer = (await page.locator('.msg.assistant .body').last().textContent()) ?? '';
+    const seen = await page.evaluate(() => (window as unknown as { answerTexts: string[] }).answerTexts);
+    const ok = numberMatch(answer, value) === 1;
+    if (ok) right++;
+    testInfo.annotations.push({ type: `answer (seed ${seed})`, description: `${JSON.stringify(answer)} for ${value}: ${ok ? 'right' : 'wrong'}` });
+    console.log(`seed ${seed}: asked for ${String((doc.meta.keys as string[])[doc.meta.target as number])} (${value}); answer: ${JSON.stringify(answer)} ${ok ? 'right' : 'WRONG'}`);
+    await page.screenshot({ path: testInfo.outputPath(`demo-document-qa-${seed}.png`), fullPage: true });
+    // streamed: the answer was seen growing through several partial texts before the full one
+    expect(seen.filter((t) => t.length > 0 && t.length < answer.length).length).toBeGreaterThan(2);
+  }
+  console.log(`${right} of ${DOC_SEEDS.length} documents answered with the whole right number (bar ${DOC_BAR})`);
+  expect(right).toBeGreaterThanOrEqual(DOC_BAR);
 });
 
 test('a bad model URL shows the error and the page stays usable', async ({ page }, testInfo) => {

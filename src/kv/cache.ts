@@ -230,10 +230,17 @@ export class KvCache {
     }
   }
 
-  /** Truncates a cache that has evicted nothing to its first n entries. */
+  /**
+   * Truncates a cache that has evicted nothing to its first n entries. The footprint
+   * accounting restarts here: footprint and peak then describe the steps after the cut (the
+   * steps of the conversation it was cut from would otherwise leave a peak above the tokens
+   * now held, e.g. 2.1 x for a full cache).
+   */
   truncate(n: number): void {
     const count = this.shape.numLayers * this.shape.numKvHeads;
     this.gpu.write(this.lens, new Uint32Array(count).fill(n));
+    this.gpu.write(this.acct, new Uint32Array(2 * count));
+    this.fullFootprint = 0;
     this.tokens = n;
   }
 

@@ -133,6 +133,10 @@ describe('chunked prefill, cache reuse and generation', () => {
     const c = await Engine.load({ model: loaded(smolLike, weights), gpu, contextLength: 256, prefillChunk: 8 });
     expect(r3.ids).toEqual((await c.generateText(other, { maxTokens: 5 })).ids);
     expect(r3.stats.reusedTokens).toBe(10);
+    // Footprint accounting restarts at the cut: a full cache holds every token it has seen
+    // (the longer conversation it was cut from must not leave its peak behind).
+    expect(r3.stats.kvPeak).toBeLessThanOrEqual(1);
+    expect(r3.stats.kvFootprint).toBeCloseTo(1, 12);
   });
 
   it('text prompts stream whole characters, respect stop strings, maxTokens, abort, and report timings', async () => {
