@@ -5,9 +5,9 @@ import { brownDocuments } from '../src/tasks/corpus-node';
 import { corpusFiller, niah, Rng } from '../src/tasks/index';
 import { numberMatch } from '../src/eval/scorers';
 
-// The chat demo (index.html + src/ui) in Chromium with WebGPU on SwiftShader. Until the
-// bundled model is trained and exported, the page loads a random-weight model through its
-// URL field: the answer is nonsense, but loading, streaming and the worker are real.
+// The chat demo (index.html + src/ui) in Chromium with WebGPU on SwiftShader. Most tests load a
+// random-weight model through the page's URL field (the answers are nonsense, but loading,
+// streaming and the worker are real); the document-question test uses the bundled model.
 
 let modelPath = '';
 test.beforeAll(async () => {

@@ -6,7 +6,7 @@
  *   npx vite-node scripts/bpb.ts -- [--model models/kvscope-tiny/hf] [--data training/data/eval-text-brown-1024.jsonl]
  *       [--rows N] [--torch training/eval-results.json] [--out eval-results/bpb.json]
  *
- * The rows are the grid's token ids as written by training/gen-data.ts (BOS + 1023 text tokens);
+ * The rows are the grid's token ids as written by training/gen-data.ts (BOS + up to 1023 text tokens);
  * every token after the first is scored, as eval.py scores it.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -41,12 +41,18 @@ const res = await textBitsPerByte(engine, rows, lens, (done, total, p) => {
 });
 process.stderr.write('\n');
 const seconds = (Date.now() - t0) / 1000;
+// PyTorch's figure is compared only when it was taken over the same bytes (eval.py --quick
+// scores 10 rows; another --data file holds other text).
 let torch: number | undefined;
+let torchNote = '';
 if (existsSync(TORCH)) {
-  const j = JSON.parse(readFileSync(TORCH, 'utf8')) as { brown_heldout_bpb?: number };
-  if (ROWS === 0) torch = j.brown_heldout_bpb;
+  const j = JSON.parse(readFileSync(TORCH, 'utf8')) as { brown_heldout_bpb?: number; brown_heldout_bytes?: number; brown_heldout_rows?: number };
+  if (j.brown_heldout_bpb === undefined) torchNote = `${TORCH} has no brown_heldout_bpb`;
+  else if (j.brown_heldout_bytes !== res.bytes || j.brown_heldout_rows !== res.rows) torchNote = `${TORCH}'s figure covers ${j.brown_heldout_rows ?? '?'} rows / ${j.brown_heldout_bytes ?? '?'} bytes, not these ${res.rows} / ${res.bytes}: not compared`;
+  else torch = j.brown_heldout_bpb;
 }
 console.log(`held-out Brown (kvscope, ${res.rows} rows, ${res.tokens} tokens, ${res.bytes} bytes): ${res.bitsPerByte.toFixed(4)} bits per byte (${seconds.toFixed(0)} s)`);
+if (torchNote) console.log(torchNote);
 if (torch !== undefined) {
   console.log(`PyTorch (${TORCH}): ${torch.toFixed(4)} bits per byte; kvscope - PyTorch = ${(res.bitsPerByte - torch).toExponential(2)} (${(((res.bitsPerByte - torch) / torch) * 100).toFixed(3)}%)`);
 }

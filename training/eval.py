@@ -195,12 +195,14 @@ def main():
         inside, outside = [], []
         for s in samples:
             dist = needle_distance(s)
+            if dist is None:  # the answer does not occur in the prompt: no needle to be inside or outside
+                continue
             ok, _ = score(model, s, window=args.window, sinks=args.sinks)
             # The first answer query (position ans - 1) sees keys ans - window .. ans - 1 (model.py's mask:
             # i - j < window), so a needle that starts `dist` <= window tokens before the answer is inside.
             # (Until the eighteenth session the cut was window - 8, which counted needles at distance
-            # 121-128, still wholly visible, as outside: every "outside" hit of the earlier figures was one.)
-            (inside if dist is not None and dist <= args.window else outside).append(ok)
+            # 121-128, still wholly visible, as outside: on m6ftEQ every "outside" hit under that cut was one.)
+            (inside if dist <= args.window else outside).append(ok)
         rec = {"window": args.window, "sinks": args.sinks,
                "outside_window": {"accuracy": sum(outside) / max(1, len(outside)), "n": len(outside)},
                "inside_window": {"accuracy": sum(inside) / max(1, len(inside)), "n": len(inside)}}
@@ -212,14 +214,17 @@ def main():
     # Held-out Brown bits per byte (all text tokens after <|bos|>).
     path = os.path.join(args.data, "eval-text-brown-1024.jsonl")
     if os.path.exists(path) and not args.tasks_only:
-        nats, nbytes = 0.0, 0
+        nats, nbytes, nrows = 0.0, 0, 0
         for s in load_jsonl(path)[: (10 if args.quick else None)]:
+            nrows += 1
             ids = torch.tensor(s["ids"])[None]
             with torch.no_grad():
                 logits = model(ids[:, :-1])[0]
             nats += F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
             nbytes += sum(len(detok.token_bytes(i)) for i in s["ids"][1:])
         results["brown_heldout_bpb"] = nats / math.log(2) / nbytes
+        results["brown_heldout_bytes"] = nbytes
+        results["brown_heldout_rows"] = nrows
         print(f"held-out Brown: {results['brown_heldout_bpb']:.3f} bits per byte over {nbytes} bytes", flush=True)
 
     # Sample generations (free-running greedy decoding).

@@ -42,7 +42,7 @@ grep -E "%|bits per byte" "$LOG/eval.log" || true
 step "4/4 kvscope vs PyTorch, every 10th prompt of each grid; held-out Brown bits per byte"
 $PY training/eval.py --hf models/kvscope-tiny/hf --threads 2 --every 10 --tasks-only --greedy-out "$LOG/greedy10.json" > "$LOG/greedy10.log" 2>&1
 npx vite-node scripts/grid-check.ts -- --greedy "$LOG/greedy10.json" --out "$LOG/grid-check.json" | tee "$LOG/grid-check.log"
-npx vite-node scripts/bpb.ts -- --out "$LOG/bpb.json" 2>/dev/null | tee "$LOG/bpb.log"
+npx vite-node scripts/bpb.ts -- --out "$LOG/bpb.json" 2>"$LOG/bpb.err" | tee "$LOG/bpb.log"
 
 step "done. Still to redo by hand (SwiftShader hours; resumable, shardable):"
 cat <<'EOF'

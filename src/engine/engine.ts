@@ -477,6 +477,7 @@ export class Engine {
    */
   async teacherForce(tokens: number[]): Promise<Float32Array[]> {
     this.checkDevice();
+    this.applyPendingPolicy();
     if (this.cached.length + tokens.length > this.contextLength) throw new ContextOverflowError(`${this.cached.length + tokens.length} tokens exceed the context of ${this.contextLength}.`);
     const out: Float32Array[] = [];
     for (const t of tokens) {

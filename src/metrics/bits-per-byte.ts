@@ -58,7 +58,9 @@ export interface BitsPerByteResult {
 /**
  * Feeds each row (token ids, starting with BOS or any first token) into a reset engine one
  * token at a time (`Engine.teacherForce`, the decode path, under whatever cache policy the
- * engine has) and scores every next token. `onRow` reports progress after each row.
+ * engine has, a pending `setPolicy` included) and scores every next token. Every id is checked
+ * against the byte lengths and the model's vocabulary before a row runs. `onRow` reports progress
+ * after each row.
  */
 export async function textBitsPerByte(
   engine: Engine,
@@ -67,6 +69,7 @@ export async function textBitsPerByte(
   onRow?: (done: number, total: number, partial: BitsPerByteResult) => void,
 ): Promise<BitsPerByteResult> {
   if (rows.length === 0) throw new InvalidArgumentError('bits per byte needs at least one row of tokens.');
+  const vocabSize = engine.config.vocabSize;
   let nats = 0;
   let bytes = 0;
   let tokens = 0;
@@ -74,9 +77,10 @@ export async function textBitsPerByte(
   for (let r = 0; r < rows.length; r++) {
     const ids = rows[r]!;
     if (ids.length < 2) throw new InvalidArgumentError(`row ${r} has ${ids.length} token(s); bits per byte needs at least 2 (a context and a token to predict).`);
-    for (const id of ids.slice(1)) {
-      const n = byteLengths[id];
+    for (const id of ids) {
+      const n = Number.isInteger(id) ? byteLengths[id] : undefined;
       if (n === undefined || n < 0) throw new InvalidArgumentError(`row ${r}: token id ${id} is not in the tokenizer's vocabulary.`);
+      if (id >= vocabSize) throw new InvalidArgumentError(`row ${r}: token id ${id} is past the model's vocabulary of ${vocabSize}.`);
     }
     engine.reset();
     const logits = await engine.teacherForce(ids.slice(0, -1));

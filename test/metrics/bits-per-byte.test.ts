@@ -15,7 +15,8 @@ const CORPUS = [
 ].join('\n').repeat(4);
 
 describe('token byte lengths (byte-level BPE)', () => {
-  const { tokenizerJson, tokenizerConfig } = trainByteLevelBpe({ corpus: CORPUS, vocabSize: 380, specialTokens: ['<|bos|>', '<|eos|>'], bosToken: '<|bos|>', eosToken: '<|eos|>' });
+  // '<|✓|>': a special token whose text is outside the byte map (5 characters, 7 UTF-8 bytes)
+  const { tokenizerJson, tokenizerConfig } = trainByteLevelBpe({ corpus: CORPUS, vocabSize: 380, specialTokens: ['<|bos|>', '<|eos|>', '<|✓|>'], bosToken: '<|bos|>', eosToken: '<|eos|>' });
   const tok = new Tokenizer(tokenizerJson, tokenizerConfig);
   const lens = tokenByteLengths(tokenizerJson);
 
@@ -29,6 +30,7 @@ describe('token byte lengths (byte-level BPE)', () => {
 
   it('counts a special token by its text and refuses a vocabulary that is not byte-level', () => {
     expect(lens[tok.tokenToId('<|eos|>')!]).toBe('<|eos|>'.length);
+    expect(lens[tok.tokenToId('<|✓|>')!]).toBe(7);
     expect(() => tokenByteLengths({ model: { vocab: { 'a': 0, '\u4f60': 1 } } })).toThrow(InvalidArgumentError);
     expect(() => tokenByteLengths({})).toThrow(InvalidArgumentError);
   });
@@ -75,12 +77,42 @@ describe('bits per byte through the engine vs the reference forward', () => {
     // a random model is near uniform: log2(vocab) bits per token over ~2.5 bytes per token
     expect(got.bitsPerByte).toBeGreaterThan(0.8 * Math.log2(smolLike.vocabSize) / 2.5);
 
-    await expect(textBitsPerByte(engine, [[1]], lens)).rejects.toThrow(InvalidArgumentError);
-    await expect(textBitsPerByte(engine, [[1, smolLike.vocabSize + 3]], lens)).rejects.toThrow(InvalidArgumentError);
+    // Refusals, each after a good row has run on the GPU: a one-token row, an id past the
+    // vocabulary (as context or as a target), no rows, a byte table that lacks an id.
+    for (const bad of [[1], [1, smolLike.vocabSize + 3], [smolLike.vocabSize, 1]]) {
+      await expect(textBitsPerByte(engine, [rows[1]!, bad], lens)).rejects.toThrow(InvalidArgumentError);
+    }
     await expect(textBitsPerByte(engine, [], lens)).rejects.toThrow(InvalidArgumentError);
-    // still usable after the refusals
+    const short = lens.slice(0, 10);
+    await expect(textBitsPerByte(engine, [[1, 2, 3, 50]], short)).rejects.toThrow(InvalidArgumentError);
+    // still usable after the refusals, and the same figure as the first run's second row
     const again = await textBitsPerByte(engine, rows.slice(1), lens);
     expect(again.tokens).toBe(16);
+    let nats1 = 0;
+    {
+      const ref = new ReferenceModel(smolLike, f32Weights(weights), 64);
+      const ids = rows[1]!;
+      for (let i = 0; i + 1 < ids.length; i++) {
+        const logits = ref.forward(ids[i]!, i);
+        let max = -Infinity;
+        for (const v of logits) max = Math.max(max, v);
+        let s = 0;
+        for (const v of logits) s += Math.exp(v - max);
+        nats1 += max + Math.log(s) - logits[ids[i + 1]!]!;
+      }
+    }
+    expect(Math.abs(again.nats - nats1) / nats1).toBeLessThan(1e-4);
+
+    // A policy chosen with setPolicy applies to the next figure: StreamingLLM with a budget of
+    // 12 gives what an engine loaded with that policy gives, and not the full cache's figure.
+    const streaming = { name: 'streaming', budget: 12, params: { sinks: 2 } };
+    engine.setPolicy(streaming);
+    const viaSet = await textBitsPerByte(engine, rows, lens);
+    const direct = await Engine.load({ model: loaded(smolLike, weights), gpu: await testGpu(), contextLength: 64, prefillChunk: 16, policy: streaming });
+    const viaLoad = await textBitsPerByte(direct, rows, lens);
+    expect(Math.abs(viaSet.nats - viaLoad.nats)).toBeLessThan(1e-6 * viaLoad.nats);
+    expect(Math.abs(viaSet.nats - got.nats)).toBeGreaterThan(1e-3 * got.nats);
+    direct.unload();
     engine.unload();
   });
 });
