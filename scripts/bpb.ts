@@ -15,11 +15,8 @@ import { Engine } from '../src/engine/engine';
 import { Gpu } from '../src/gpu/device';
 import { loadModel } from '../src/model/weights';
 import { textBitsPerByte, tokenByteLengths } from '../src/metrics/bits-per-byte';
+import { sarg } from './args';
 
-function sarg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : process.argv[i + 1]!;
-}
 const MODEL = resolve(sarg('model', 'models/kvscope-tiny/hf'));
 const DATA = resolve(sarg('data', 'training/data/eval-text-brown-1024.jsonl'));
 const TORCH = sarg('torch', 'training/eval-results.json');

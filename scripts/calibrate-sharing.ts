@@ -11,11 +11,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Engine } from '../src/engine/engine';
 import { calibrateSharing, saveSharingMap } from '../src/kv/calibrate';
+import { sarg } from './args';
 
-function sarg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : process.argv[i + 1]!;
-}
 const MODEL = resolve(sarg('model', 'models/kvscope-tiny/hf'));
 const OUT = resolve(sarg('out', 'models/kvscope-tiny/sharing'));
 

@@ -19,11 +19,8 @@ import { Gpu } from '../src/gpu/device';
 import { loadModel } from '../src/model/weights';
 import { SCORERS } from '../src/eval/scorers';
 import type { TaskName } from '../src/tasks/index';
+import { sarg } from './args';
 
-function sarg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : process.argv[i + 1]!;
-}
 const GREEDY = sarg('greedy', '');
 if (!GREEDY) throw new Error('--greedy FILE is required (written by training/eval.py --greedy-out FILE)');
 const MODEL = resolve(sarg('model', 'models/kvscope-tiny/hf'));

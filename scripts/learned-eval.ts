@@ -27,18 +27,11 @@ import type { PolicySpec } from '../src/kv/types';
 import { klDivergence } from '../src/metrics/kl';
 import { calibrateSharing } from '../src/kv/calibrate';
 import type { SharingMap } from '../src/kv/sharing';
+import { narg, sarg } from './args';
 
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : Number(process.argv[i + 1]);
-}
-function sarg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? dflt : process.argv[i + 1]!;
-}
-const SAMPLES = arg('samples', 4);
-const PROMPT = arg('prompt', 384);
-const CONT = arg('cont', 128);
+const SAMPLES = narg('samples', 4);
+const PROMPT = narg('prompt', 384);
+const CONT = narg('cont', 128);
 const CHUNK = 64;
 const CONTEXT = PROMPT + CONT;
 const OUT = sarg('out', 'eval-results/learned.json');

@@ -221,8 +221,7 @@ export class KvCache {
   reset(): void {
     const n = this.shape.numLayers * this.shape.numKvHeads;
     this.gpu.write(this.lens, new Uint32Array(n));
-    this.gpu.write(this.acct, new Uint32Array(2 * n));
-    this.fullFootprint = 0;
+    this.resetAccounting();
     this.tokens = 0;
     if (this.dynamic) {
       this.dynamic.live = 0;
@@ -239,9 +238,14 @@ export class KvCache {
   truncate(n: number): void {
     const count = this.shape.numLayers * this.shape.numKvHeads;
     this.gpu.write(this.lens, new Uint32Array(count).fill(n));
-    this.gpu.write(this.acct, new Uint32Array(2 * count));
-    this.fullFootprint = 0;
+    this.resetAccounting();
     this.tokens = n;
+  }
+
+  /** Zeroes the footprint accounting (live-entry sums and peaks per head, and the full cache's sum). */
+  private resetAccounting(): void {
+    this.gpu.write(this.acct, new Uint32Array(2 * this.shape.numLayers * this.shape.numKvHeads));
+    this.fullFootprint = 0;
   }
 
   /** GPU bytes of the cache's buffers (`kvCacheBytes` computes the same from a policy without allocating). */

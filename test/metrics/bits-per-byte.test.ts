@@ -56,20 +56,25 @@ describe('bits per byte through the engine vs the reference forward', () => {
     const got = await textBitsPerByte(engine, rows, lens, (done) => { seen = done; });
     expect(seen).toBe(2);
 
-    let nats = 0;
-    let bytes = 0;
-    for (const ids of rows) {
+    // One row through a fresh reference model: summed next-token cross-entropy (nats) and bytes.
+    const refRow = (ids: number[]) => {
       const ref = new ReferenceModel(smolLike, f32Weights(weights), 64);
+      let n = 0;
+      let b = 0;
       for (let i = 0; i + 1 < ids.length; i++) {
         const logits = ref.forward(ids[i]!, i);
         let max = -Infinity;
         for (const v of logits) max = Math.max(max, v);
         let s = 0;
         for (const v of logits) s += Math.exp(v - max);
-        nats += max + Math.log(s) - logits[ids[i + 1]!]!;
-        bytes += lens[ids[i + 1]!]!;
+        n += max + Math.log(s) - logits[ids[i + 1]!]!;
+        b += lens[ids[i + 1]!]!;
       }
-    }
+      return { nats: n, bytes: b };
+    };
+    const refRows = rows.map(refRow);
+    const nats = refRows.reduce((a, x) => a + x.nats, 0);
+    const bytes = refRows.reduce((a, x) => a + x.bytes, 0);
     expect(got.tokens).toBe(23 + 16);
     expect(got.bytes).toBe(bytes);
     expect(Math.abs(got.nats - nats) / nats).toBeLessThan(1e-4);
@@ -88,19 +93,7 @@ describe('bits per byte through the engine vs the reference forward', () => {
     // still usable after the refusals, and the same figure as the first run's second row
     const again = await textBitsPerByte(engine, rows.slice(1), lens);
     expect(again.tokens).toBe(16);
-    let nats1 = 0;
-    {
-      const ref = new ReferenceModel(smolLike, f32Weights(weights), 64);
-      const ids = rows[1]!;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const logits = ref.forward(ids[i]!, i);
-        let max = -Infinity;
-        for (const v of logits) max = Math.max(max, v);
-        let s = 0;
-        for (const v of logits) s += Math.exp(v - max);
-        nats1 += max + Math.log(s) - logits[ids[i + 1]!]!;
-      }
-    }
+    const nats1 = refRows[1]!.nats;
     expect(Math.abs(again.nats - nats1) / nats1).toBeLessThan(1e-4);
 
     // A policy chosen with setPolicy applies to the next figure: StreamingLLM with a budget of
